@@ -1,0 +1,5 @@
+from ismip6_assets.assets.file_index import file_index
+from ismip6_assets.assets.icechunk_commit import icechunk_commit
+from ismip6_assets.assets.virtual_dataset import virtual_dataset
+
+__all__ = ["file_index", "icechunk_commit", "virtual_dataset"]

@@ -1,0 +1,45 @@
+import dagster as dg
+import pandas as pd
+
+from ismip6_assets.assets.metadata import markdown
+from ismip6_assets.partitions import model_experiment_partitions_def
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.reconcile import rows_to_virtualize, store_diff
+from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.store import read_partition_state
+from ismip6_assets.virtualize import VirtualizationResult, virtualize_rows
+
+
+@dg.asset(
+    partitions_def=model_experiment_partitions_def,
+    group_name="ismip6",
+    kinds={"virtualizarr", "netcdf"},
+    owners=["team:ismip6"],
+    io_manager_key="store_io_manager",
+)
+def virtual_dataset(context: dg.AssetExecutionContext, archive: ArchiveResource, file_index: pd.DataFrame) -> dg.Output[VirtualizationResult]:
+    """Virtual datasets (chunk references, coordinates inline) of the files the store lacks.
+
+    Partitioned per model/experiment so that one bad file or folder never holds back the others.
+    """
+    partition = PartitionKey.parse(context.partition_key)
+    diff = store_diff(partition, file_index, read_partition_state(archive.repository(), partition))
+    todo = rows_to_virtualize(file_index, diff)
+
+    def progress(done: int, total: int, item) -> None:
+        if done == total or done % 10 == 0:
+            context.log.info(f"{partition}: virtualized {done}/{total} files")
+
+    result = virtualize_rows(todo.to_dict("records"), archive.source, progress=progress)
+    quirks = [{"variable": f.variable, "format": f.file_format, "chunk_refs": f.chunk_refs, "quirks": ", ".join(f.quirks)} for f in result.files]
+    return dg.Output(
+        result,
+        metadata={
+            "virtualized": len(result.files),
+            "failures": len(result.failures),
+            "unchanged": len(diff.ok),
+            "chunk_refs": sum(q["chunk_refs"] for q in quirks),
+            "files": markdown(quirks),
+            "failure_table": markdown([{"url": f.url, "error": f.error} for f in result.failures]),
+        },
+    )

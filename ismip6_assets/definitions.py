@@ -1,0 +1,31 @@
+"""The one `Definitions` of ismip6_assets."""
+
+import dagster as dg
+
+from ismip6_assets.assets import file_index, icechunk_commit, virtual_dataset
+from ismip6_assets.checks import reconciliation
+from ismip6_assets.io_managers import StorePickleIOManager
+from ismip6_assets.jobs import materialize_partition_job
+from ismip6_assets.resources import ArchiveResource, default_archive_resource
+from ismip6_assets.sensors import archive_sensor
+
+
+def build_resources(archive: ArchiveResource) -> dict:
+    return {"archive": archive, "store_io_manager": StorePickleIOManager(store_url=archive.store_url)}
+
+
+ASSETS = [file_index, virtual_dataset, icechunk_commit]
+CHECKS = [reconciliation]
+
+
+def build_definitions(archive: ArchiveResource | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[materialize_partition_job],
+        sensors=[archive_sensor],
+        resources=build_resources(archive or default_archive_resource()),
+    )
+
+
+defs = build_definitions()

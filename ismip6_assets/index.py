@@ -1,0 +1,144 @@
+"""The archive index: one row per recognised file, with a source fingerprint.
+
+Built from a fresh listing (one recursive listing per call, never one request per file). The
+fingerprint is what changes when a file's bytes change: the GCS generation, else etag/md5, else
+mtime+size on local disks. Icechunk refuses to read a virtual ref whose source changed, so the
+fingerprint recorded at write time is what reconciliation compares against.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ismip6_assets.locations import Location
+from ismip6_assets.paths import ARCHIVE_TOP, InvalidName, PartitionKey, parse_archive_path
+from ismip6_assets.skip_list import SkipList
+
+INDEX_COLUMNS = [
+    "url",
+    "institution",
+    "model_name",
+    "experiment",
+    "variable",
+    "partition_key",
+    "group",
+    "size",
+    "fingerprint",
+    "skipped",
+]
+
+
+def fingerprint_of(info: dict) -> str:
+    """A string that changes whenever the object's bytes change."""
+    if info.get("generation"):
+        return f"generation:{info['generation']}"
+    for key in ("etag", "md5Hash", "ETag"):
+        if info.get(key):
+            return f"{key.lower()}:{str(info[key]).strip(chr(34))}"
+    mtime = info.get("mtime") or info.get("updated") or info.get("LastModified")
+    return f"mtime:{mtime}:size:{info.get('size')}"
+
+
+@dataclass
+class ArchiveListing:
+    """Index rows plus the paths that were listed but do not belong in the index."""
+
+    rows: pd.DataFrame
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+
+    @property
+    def partitions(self) -> list[str]:
+        return sorted(self.rows["partition_key"].unique())
+
+    def for_partition(self, key: str) -> pd.DataFrame:
+        return self.rows[self.rows["partition_key"] == key].reset_index(drop=True)
+
+    def ignored_summary(self) -> dict[str, int]:
+        return dict(Counter(reason.split(":")[0] for _, reason in self.ignored))
+
+
+def empty_index() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "size" else "bool" if c == "skipped" else "object") for c in INDEX_COLUMNS})
+
+
+def list_archive(source: Location, partition: PartitionKey | None = None, skip_list: SkipList | None = None) -> ArchiveListing:
+    """List the archive (or one partition's folder) now and build index rows."""
+    skip_list = skip_list if skip_list is not None else SkipList.default()
+    root = source.join(partition.archive_dir if partition else ARCHIVE_TOP)
+    try:
+        found = source.fs.find(root.fs_path, detail=True)
+    except FileNotFoundError:
+        found = {}
+    rows, ignored, seen_groups = [], [], {}
+    for fs_path, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        relpath = source.relpath_of(fs_path)
+        try:
+            parsed = parse_archive_path(relpath)
+        except InvalidName as exc:
+            ignored.append((relpath, f"unrecognised: {exc}"))
+            continue
+        # Two files of one experiment naming the same variable would write one group twice.
+        slot = (parsed.partition, parsed.variable)
+        if slot in seen_groups:
+            ignored.append((relpath, f"duplicate: variable group {parsed.group} already from {seen_groups[slot]}"))
+            continue
+        seen_groups[slot] = relpath
+        url = source.url_of(relpath)
+        key = parsed.partition
+        rows.append(
+            {
+                "url": url,
+                "institution": key.institution,
+                "model_name": key.model,
+                "experiment": key.experiment,
+                "variable": parsed.variable,
+                "partition_key": str(key),
+                "group": parsed.group,
+                "size": int(info.get("size") or 0),
+                "fingerprint": fingerprint_of(info),
+                "skipped": skip_list.matches(url),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=INDEX_COLUMNS) if rows else empty_index()
+    for group, owners in _model_group_collisions(frame).items():
+        clash = (frame["institution"] + "/" + frame["model_name"]).isin(owners)
+        ignored += [(source.relpath_of(u), f"collision: {' and '.join(owners)} both map to store group {group}") for u in frame.loc[clash, "url"]]
+        frame = frame[~clash]
+    return ArchiveListing(rows=frame.astype({"size": "int64", "skipped": "bool"}), ignored=ignored)
+
+
+def _model_group_collisions(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """``A_B/C`` and ``A/B_C`` both become store group ``A_B_C``: such pairs must not share it."""
+    pairs = rows[["institution", "model_name"]].drop_duplicates()
+    joined = pairs["institution"] + "_" + pairs["model_name"]
+    dupes = joined[joined.duplicated(keep=False)]
+    return {g: sorted(f"{i}/{m}" for i, m in pairs.loc[dupes[dupes == g].index].values) for g in set(dupes)}
+
+
+def index_path(store: Location, partition: PartitionKey | None = None) -> Location:
+    """``{STORE}/index/INST/MODEL/EXP.parquet``; ``pd.read_parquet(f"{STORE}/index")`` reads all."""
+    base = store.join("index")
+    return base.join(f"{partition}.parquet") if partition else base
+
+
+def write_index(store: Location, partition: PartitionKey, rows: pd.DataFrame) -> str:
+    target = index_path(store, partition)
+    store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
+    with store.fs.open(target.fs_path, "wb") as f:
+        rows.to_parquet(f, index=False)
+    return target.url
+
+
+def read_full_index(store: Location) -> pd.DataFrame:
+    base = index_path(store)
+    files = [p for p in store.fs.find(base.fs_path) if p.endswith(".parquet")] if store.fs.exists(base.fs_path) else []
+    frames = []
+    for path in sorted(files):
+        with store.fs.open(path, "rb") as f:
+            frames.append(pd.read_parquet(f))
+    return pd.concat(frames, ignore_index=True) if frames else empty_index()

@@ -1,0 +1,130 @@
+"""What does the store lack for a partition? One answer for the check, the commit and the sensor.
+
+`store_diff` is pure: index rows (from a fresh listing) and the stored state in, a `StoreDiff` out.
+`partition_diff` does the I/O around it. Categories:
+
+- missing: in the index, not in the store, no failure recorded for its current fingerprint
+- extra: in the store, not in the index (the source file was deleted)
+- stale: in both, but the store was built from other bytes (fingerprint differs)
+- failed: a failure is recorded for the file's current fingerprint
+- skipped: on the skip list
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ismip6_assets.index import list_archive
+from ismip6_assets.locations import Location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.store import PartitionState, open_repository, read_partition_state
+
+ERROR_CATEGORIES = ("missing", "extra", "stale")
+
+
+@dataclass
+class StoreDiff:
+    partition: str
+    missing: list[str] = field(default_factory=list)  # urls
+    stale: list[str] = field(default_factory=list)  # urls
+    extra: list[str] = field(default_factory=list)  # variables in the store without a source file
+    failed: list[dict] = field(default_factory=list)  # failure records still current
+    skipped: list[str] = field(default_factory=list)  # urls
+    ok: list[str] = field(default_factory=list)  # urls
+    indexed: int = 0
+    partition_gone: bool = False  # the store holds the partition but the archive folder is gone
+
+    @property
+    def status(self) -> str:
+        """``ERROR``: the store is behind the archive; ``WARN``: only recorded failures; ``OK``."""
+        if self.partition_gone or self.indexed == 0 or any(getattr(self, c) for c in ERROR_CATEGORIES):
+            return "ERROR"
+        return "WARN" if self.failed else "OK"
+
+    @property
+    def to_write(self) -> list[str]:
+        return self.missing + self.stale
+
+    def counts(self) -> dict[str, int]:
+        return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "ok")} | {"indexed": self.indexed}
+
+    def rows(self) -> list[dict]:
+        """One row per offending file or group, for tables people read."""
+        out = [{"category": c, "item": u} for c in ("missing", "stale", "extra") for u in getattr(self, c)]
+        out += [{"category": "failed", "item": f["url"], "reason": f.get("error", "")} for f in self.failed]
+        out += [{"category": "skipped", "item": u} for u in self.skipped]
+        if self.partition_gone:
+            out.insert(0, {"category": "partition_gone", "item": self.partition})
+        return out
+
+
+def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionState) -> StoreDiff:
+    diff = StoreDiff(partition=str(partition), indexed=len(rows))
+    if rows.empty and state.exists:
+        diff.partition_gone = True
+    failed = {(f["url"], f.get("fingerprint")): f for f in state.failures}
+    indexed_variables = set()
+    for row in rows.itertuples(index=False):
+        indexed_variables.add(row.variable)
+        stored = state.groups.get(row.variable)
+        if row.skipped:
+            diff.skipped.append(row.url)
+            if stored is not None:
+                diff.extra.append(row.variable)
+        elif stored is not None and stored.url == row.url and stored.fingerprint == row.fingerprint:
+            diff.ok.append(row.url)
+        elif stored is not None:
+            diff.stale.append(row.url)
+        elif (row.url, row.fingerprint) in failed:
+            diff.failed.append(failed[(row.url, row.fingerprint)])
+        else:
+            diff.missing.append(row.url)
+    diff.extra += sorted(v for v in state.groups if v not in indexed_variables)
+    return diff
+
+
+def partition_diff(source: Location, store: Location, partition: PartitionKey, repo=None) -> tuple[pd.DataFrame, StoreDiff]:
+    """Compare the store with a fresh listing of the partition's archive folder."""
+    rows = list_archive(source, partition).rows
+    repo = repo or open_repository(store, source)
+    return rows, store_diff(partition, rows, read_partition_state(repo, partition))
+
+
+def markdown_table(rows: list[dict], limit: int = 50) -> str:
+    if not rows:
+        return "_nothing to report_"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows[:limit]:
+        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in columns) + " |")
+    if len(rows) > limit:
+        lines.append(f"\n… and {len(rows) - limit} more")
+    return "\n".join(lines)
+
+
+@dataclass
+class CommitPlan:
+    """What one commit must do to make a partition's store groups match its index."""
+
+    write: list  # VirtualizedFile
+    remove: list[str]  # variables
+    failures: list  # FailureRecord | dict, all current failures of the partition
+    remove_partition: bool = False
+
+
+def rows_to_virtualize(rows: pd.DataFrame, diff: StoreDiff) -> pd.DataFrame:
+    return rows[rows["url"].isin(diff.to_write)]
+
+
+def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
+    """Only missing/stale files are written; extra groups go; failures still current are kept."""
+    from ismip6_assets.virtualize import FailureRecord
+
+    if diff.partition_gone:
+        return CommitPlan(write=[], remove=[], failures=[], remove_partition=True)
+    wanted = set(diff.to_write)
+    retried = {f.url for f in new_failures}
+    kept = [FailureRecord(**f) for f in diff.failed if f["url"] not in retried]
+    return CommitPlan(write=[f for f in files if f.url in wanted], remove=diff.extra, failures=kept + list(new_failures))

@@ -1,0 +1,41 @@
+"""Dagster resources: where the archive and the store are, and how to reach them."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import dagster as dg
+import icechunk
+
+from ismip6_assets.locations import ConfigError, Location, parse_location
+from ismip6_assets.sample_archive import write_sample_archive
+from ismip6_assets.settings import SOURCE_ENV, STORE_ENV, default_source_url, source_url, store_url
+from ismip6_assets.store import open_repository
+
+
+class ArchiveResource(dg.ConfigurableResource):
+    """The ISMIP6 source archive and the Icechunk store it is virtualized into."""
+
+    source_url: str
+    store_url: str
+
+    @cached_property
+    def source(self) -> Location:
+        source = parse_location(self.source_url, SOURCE_ENV)
+        if not source.exists():
+            if self.source_url == default_source_url():
+                write_sample_archive(source.path)  # the embedded default works with zero configuration
+            else:
+                raise ConfigError(f"{SOURCE_ENV}={self.source_url}: no archive there")
+        return source
+
+    @cached_property
+    def store(self) -> Location:
+        return parse_location(self.store_url, STORE_ENV)
+
+    def repository(self) -> icechunk.Repository:
+        return open_repository(self.store, self.source)
+
+
+def default_archive_resource() -> ArchiveResource:
+    return ArchiveResource(source_url=source_url(), store_url=store_url())

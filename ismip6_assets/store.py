@@ -1,0 +1,186 @@
+"""The Icechunk store: open it, read what a partition holds, write a partition in one commit.
+
+Layout: ``{INST}_{MODEL}/{EXP}/{variable}`` groups. Each variable group records the source URL and
+fingerprint it was built from; each experiment group records its institution/model/experiment and
+the failures of its last commit, so a reader needs nothing but the store to know what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import icechunk
+import zarr
+
+from ismip6_assets.locations import ConfigError, Location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, FailureRecord, VirtualizedFile
+
+# The local-filesystem warning is handled by design (one writer on local storage: the
+# `icechunk_writer` pool); the rest of Icechunk's warnings still reach the user.
+icechunk.set_logs_filter("warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error")
+
+BRANCH = "main"
+FAILURES_ATTR = "ismip6_failures"
+# Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.
+SIDECAR_DIRS = ("index", "failures", "dagster")
+_REPO_MARKERS = ("repo", "refs", "snapshots", "config.yaml")
+
+
+def _storage(store: Location) -> icechunk.Storage:
+    if store.scheme == "file":
+        return icechunk.local_filesystem_storage(store.path)
+    from ismip6_assets.gcs import icechunk_gcs_storage
+
+    return icechunk_gcs_storage(store.bucket, store.path)
+
+
+def _container(source: Location) -> icechunk.VirtualChunkContainer:
+    if source.scheme == "file":
+        return icechunk.VirtualChunkContainer(source.prefix_url, icechunk.local_filesystem_store(source.path))
+    from ismip6_assets.gcs import icechunk_gcs_container
+
+    return icechunk_gcs_container(source)
+
+
+def virtual_chunk_credentials(source: Location) -> dict:
+    if source.scheme == "file":
+        return icechunk.containers_credentials({source.prefix_url: icechunk.credentials.LocalFileSystemAccess})  # not None: deprecated in 2.3
+    from ismip6_assets.gcs import icechunk_gcs_credentials
+
+    return icechunk.containers_credentials({source.prefix_url: icechunk_gcs_credentials()})
+
+
+def open_repository(store: Location, source: Location, create: bool = True) -> icechunk.Repository:
+    """Open (or create) the repository at `store`, authorised to read virtual chunks of `source`."""
+    storage = _storage(store)
+    config = icechunk.RepositoryConfig.default()
+    config.set_virtual_chunk_container(_container(source))
+    credentials = virtual_chunk_credentials(source)
+    if icechunk.Repository.exists(storage):
+        repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=credentials)
+        stored = icechunk.Repository.fetch_config(storage)
+        if stored is None or source.prefix_url not in (stored.virtual_chunk_containers or {}):
+            repo.save_config()  # so readers of the store learn the new source container
+        return repo
+    if not create:
+        raise ConfigError(f"ISMIP6_STORE_URL={store.url}: no Icechunk repository there")
+    if store.exists():
+        foreign = [p for p in store.fs.ls(store.fs_path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in SIDECAR_DIRS]
+        if foreign:
+            raise ConfigError(
+                f"ISMIP6_STORE_URL={store.url} is a non-empty folder that is not an Icechunk repository "
+                f"(found {foreign[0].rsplit('/', 1)[-1]!r}); point it at an empty or new location"
+            )
+    return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=credentials, check_clean_root=False)
+
+
+@dataclass
+class StoredGroup:
+    variable: str
+    group: str
+    url: str
+    fingerprint: str
+
+
+@dataclass
+class PartitionState:
+    """What the store holds for one partition on the branch head."""
+
+    groups: dict[str, StoredGroup] = field(default_factory=dict)  # by variable
+    failures: list[dict] = field(default_factory=list)
+    exists: bool = False
+
+
+def _open_group(store, path: str, mode: str = "r"):
+    try:
+        return zarr.open_group(store, path=path, mode=mode, zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
+
+
+def read_partition_state(repo: icechunk.Repository, partition: PartitionKey) -> PartitionState:
+    session = repo.readonly_session(branch=BRANCH)
+    exp = _open_group(session.store, partition.group)
+    if exp is None:
+        return PartitionState()
+    state = PartitionState(exists=True, failures=json.loads(exp.attrs.get(FAILURES_ATTR, "[]")))
+    for name, group in exp.groups():
+        attrs = group.attrs
+        state.groups[name] = StoredGroup(
+            variable=name,
+            group=partition.variable_group(name),
+            url=str(attrs.get(SOURCE_URL_ATTR, "")),
+            fingerprint=str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")),
+        )
+    return state
+
+
+def stored_partitions(repo: icechunk.Repository) -> list[PartitionKey]:
+    """Every experiment group in the store, mapped back through its recorded names."""
+    session = repo.readonly_session(branch=BRANCH)
+    root = _open_group(session.store, "")
+    keys = []
+    for _, model in root.groups() if root is not None else ():
+        for _, exp in model.groups():
+            attrs = exp.attrs
+            if {"institution", "model_name", "experiment"} <= set(attrs):
+                keys.append(PartitionKey(attrs["institution"], attrs["model_name"], attrs["experiment"]))
+    return sorted(keys)
+
+
+def commit_message(partition: PartitionKey, written: list[str], removed: list[str]) -> str:
+    parts = []
+    if written:
+        parts.append(f"Added {len(written)} datasets: {', '.join(written)}")
+    if removed:
+        parts.append(f"Removed {len(removed)} datasets: {', '.join(removed)}")
+    return "; ".join(parts) or f"Updated failure records of {partition.group}"
+
+
+def commit_partition(
+    repo: icechunk.Repository,
+    partition: PartitionKey,
+    write: list[VirtualizedFile],
+    remove: list[str],
+    failures: list[FailureRecord],
+    remove_partition: bool = False,
+) -> tuple[str | None, str]:
+    """Write, replace and remove a partition's groups in one commit; return (snapshot id, message).
+
+    Nothing is visible on the branch until the commit lands, so a crash leaves the last commit intact.
+    Returns (None, message) when there was nothing to change.
+    """
+    session = repo.writable_session(BRANCH)
+    root = zarr.open_group(session.store, mode="a", zarr_format=3)
+    if remove_partition:
+        if partition.group not in root:
+            return None, ""
+        del root[partition.group]
+        if not list(root[partition.model_group].group_keys()):
+            del root[partition.model_group]
+        message = f"Removed partition {partition}: its archive folder is gone"
+        return session.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20), message
+    exp = root.require_group(partition.group)
+    exp.attrs.update(institution=partition.institution, model_name=partition.model, experiment=partition.experiment)
+    for variable in remove:
+        if variable in exp:
+            del exp[variable]
+    for vf in write:
+        if vf.variable in exp:
+            del exp[vf.variable]
+        vf.dataset.vz.to_icechunk(session.store, group=vf.group)
+    new_failures = json.dumps([f.to_dict() for f in failures], sort_keys=True)
+    if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
+        exp.attrs[FAILURES_ATTR] = new_failures
+    if not session.has_uncommitted_changes:
+        return None, ""
+    message = commit_message(partition, [vf.group for vf in write], [partition.variable_group(v) for v in remove])
+    snapshot = session.commit(
+        message,
+        metadata={"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures)},
+        rebase_with=icechunk.ConflictDetector(),
+        rebase_tries=20,
+    )
+    return snapshot, message

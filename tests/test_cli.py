@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ISMIP6 = str(Path(sys.executable).with_name("ismip6"))
+
+
+def run(*args, env=None, cwd=None):
+    return subprocess.run([ISMIP6, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+
+
+@pytest.mark.slow
+def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_path):
+    env = {"DAGSTER_HOME": str(tmp_path / "dh")}
+    (tmp_path / "dh").mkdir()
+    proc = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "6 partitions, 25 files, 24 groups written" in proc.stdout
+    assert "[6/6]" in proc.stdout and "checks: 6 OK" in proc.stdout
+    assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
+
+    (archive_dir / "Projection-AIS/DOE/MALI/expA1/orog_AIS_DOE_MALI_expA1.nc").unlink()
+    proc = run("reconcile", "--source", str(archive_dir), "--store", str(store_dir))
+    assert proc.returncode == 1
+    assert "DOE/MALI/expA1" in proc.stdout and "extra: orog" in proc.stdout
+
+
+def test_sample_archive_command_writes_netcdf(tmp_path):
+    proc = run("sample-archive", str(tmp_path / "a"), "--times", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "a" / "Projection-AIS").rglob("*.nc"))) == 25
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--source", "s3://bucket/x"], "ISMIP6_SOURCE_URL"),
+        (["--store", "ftp://host/x"], "ISMIP6_STORE_URL"),
+        (["--source", "gs://"], "ISMIP6_SOURCE_URL"),
+    ],
+)
+def test_bad_settings_fail_before_any_work_naming_the_setting(args, named, tmp_path):
+    proc = run("reconcile", "--source", str(tmp_path), "--store", str(tmp_path / "st"), *args)
+    assert proc.returncode == 2
+    assert named in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,33 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from ismip6_assets.definitions import defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_name_the_product():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit"}
+    assert {k.name for k in graph.asset_check_keys} == {"reconciliation"}
+    assert defs.resolve_sensor_def("archive_sensor").job_name == "materialize_partition"
+    commit = defs.resolve_assets_def("icechunk_commit")
+    assert commit.partitions_def.name == "model_experiment"
+    assert commit.op.pool == "icechunk_writer"
+
+
+def test_dagster_definitions_validate_loads_the_workspace(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ISMIP6_SOURCE_URL": str(tmp_path / "src"), "ISMIP6_STORE_URL": str(tmp_path / "store")}
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_instance_config_limits_the_icechunk_writer_pool(monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(REPO / "dagster_home"))
+    config = dg.DagsterInstance.from_config(str(REPO / "dagster_home")).get_concurrency_config()
+    assert config.pool_config.default_pool_limit == 1
