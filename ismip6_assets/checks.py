@@ -16,14 +16,7 @@ SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.
 
 # Non-blocking: a WARN (a known-bad source file) must not stop the other partitions' runs; the
 # ERROR result is what the sensor and `ismip6 run`'s exit code act on.
-with warnings.catch_warnings():
-    # Partitioned checks are a preview in Dagster 1.13; we rely on it knowingly, once, here.
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    _partitioned_check = dg.asset_check(asset=icechunk_commit, partitions_def=model_experiment_partitions_def, blocking=False)
-
-
-@_partitioned_check
-def reconciliation(context: dg.AssetCheckExecutionContext, archive: ArchiveResource) -> dg.AssetCheckResult:
+def _reconciliation(context: dg.AssetCheckExecutionContext, archive: ArchiveResource) -> dg.AssetCheckResult:
     """Compares the store with a fresh listing of the partition's archive folder.
 
     ERROR when a group is missing, extra or stale (or nothing was compared); WARN when only recorded
@@ -37,3 +30,11 @@ def reconciliation(context: dg.AssetCheckExecutionContext, archive: ArchiveResou
         metadata={**diff.counts(), "status": diff.status, "findings": markdown(diff.rows())},
         description=f"{partition}: {diff.status}",
     )
+
+
+with warnings.catch_warnings():
+    # Partitioned checks are a preview in Dagster 1.13; we rely on it knowingly, once, here.
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    reconciliation = dg.asset_check(
+        asset=icechunk_commit, name="reconciliation", partitions_def=model_experiment_partitions_def, blocking=False
+    )(_reconciliation)
