@@ -1,14 +1,20 @@
-"""Configuration from the environment, with an embedded default that needs no cloud."""
+"""Configuration from the environment, with an embedded default that needs no cloud.
+
+`resolve` checks every setting before any work starts, so a bad one is one clear error naming it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from ismip6_assets.locations import Location, parse_location
+from ismip6_assets.locations import ConfigError, Location, parse_location
+from ismip6_assets.paths import ARCHIVE_TOP
 
 SOURCE_ENV = "ISMIP6_SOURCE_URL"
 STORE_ENV = "ISMIP6_STORE_URL"
+CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 
 
 def data_dir() -> Path:
@@ -34,6 +40,44 @@ def store_url() -> str:
     return os.environ.get(STORE_ENV) or default_store_url()
 
 
-def resolve(source: str | None = None, store: str | None = None) -> tuple[Location, Location]:
-    """Parse both settings up front, so a bad one fails before any work with a message naming it."""
-    return parse_location(source or source_url(), SOURCE_ENV), parse_location(store or store_url(), STORE_ENV)
+def check_credentials_file() -> None:
+    """A credentials file that is named but unreadable fails here, not deep inside a client.
+
+    The message names the setting and the path, never the file's content.
+    """
+    path = os.environ.get(CREDENTIALS_ENV)
+    if not path:
+        return
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{CREDENTIALS_ENV}={path}: cannot read it ({exc.strerror})") from None
+    except ValueError:
+        raise ConfigError(f"{CREDENTIALS_ENV}={path}: not a JSON credentials file") from None
+    if not isinstance(info, dict) or "type" not in info:
+        raise ConfigError(f"{CREDENTIALS_ENV}={path}: JSON without a credentials 'type'")
+
+
+def check_source(source: Location) -> None:
+    try:
+        has_top = source.fs.isdir(source.join(ARCHIVE_TOP).fs_path)
+    except Exception as exc:  # noqa: BLE001 - any client error is a configuration problem here
+        raise ConfigError(f"{SOURCE_ENV}={source.url}: cannot list it ({type(exc).__name__})") from None
+    if not has_top:
+        raise ConfigError(f"{SOURCE_ENV}={source.url}: no {ARCHIVE_TOP}/ folder there (expected {source.url}/{ARCHIVE_TOP}/INST/MODEL/EXP/*.nc)")
+
+
+def resolve(source: str | None = None, store: str | None = None, check: bool = True) -> tuple[Location, Location]:
+    """Parse (and with `check`, verify) both settings before any work."""
+    source_loc = parse_location(source or source_url(), SOURCE_ENV)
+    store_loc = parse_location(store or store_url(), STORE_ENV)
+    if check:
+        if source_loc.url == parse_location(default_source_url(), SOURCE_ENV).url and not source_loc.exists():
+            from ismip6_assets.sample_archive import write_sample_archive
+
+            write_sample_archive(source_loc.path)  # the embedded default works with zero configuration
+        if "gs" in (source_loc.scheme, store_loc.scheme):
+            check_credentials_file()
+        check_source(source_loc)
+    return source_loc, store_loc
