@@ -7,7 +7,12 @@ the failures of its last commit, so a reader needs nothing but the store to know
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import icechunk
@@ -24,7 +29,42 @@ icechunk.set_logs_filter("warn,icechunk_arrow_object_store=error,icechunk_storag
 BRANCH = "main"
 FAILURES_ATTR = "ismip6_failures"
 # Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.
-SIDECAR_DIRS = ("index", "failures", "dagster")
+SIDECAR_DIRS = ("index", "failures", "dagster", ".ismip6-writer.lock")
+WRITER_WAIT_ENV = "ISMIP6_WRITER_WAIT_SECONDS"
+
+
+class StoreBusy(RuntimeError):
+    """Another process is writing to the same local store."""
+
+
+@contextmanager
+def writer_lock(store: Location) -> Iterator[None]:
+    """One writer at a time on local storage; a second one waits, then is refused.
+
+    Icechunk's local-filesystem storage is not safe for concurrent commits (4 concurrent writers
+    silently lost commits here). The Dagster pool serializes runs of one instance; this lock also
+    covers two `ismip6 run` processes. flock dies with its process, so a kill -9 leaves no stale
+    lock. Object stores (gs://) use conditional writes and rebase instead, so they take no lock.
+    """
+    if store.scheme != "file":
+        yield
+        return
+    os.makedirs(store.path, exist_ok=True)
+    path = os.path.join(store.path, ".ismip6-writer.lock")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    deadline = time.monotonic() + float(os.environ.get(WRITER_WAIT_ENV, "300"))
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreBusy(f"another process is writing to {store.url} (lock {path}); try again when it is done") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 _REPO_MARKERS = ("repo", "refs", "snapshots", "config.yaml")
 
 

@@ -7,7 +7,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import commit_partition, read_partition_state
+from ismip6_assets.store import commit_partition, read_partition_state, writer_lock
 from ismip6_assets.virtualize import VirtualizationResult
 
 WRITER_POOL = "icechunk_writer"
@@ -29,9 +29,10 @@ def icechunk_commit(
     """
     partition = PartitionKey.parse(context.partition_key)
     repo = archive.repository()
-    diff = store_diff(partition, file_index, read_partition_state(repo, partition))
-    plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
-    snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition)
+    with writer_lock(archive.store):  # read-plan-commit as one step against other local writers
+        diff = store_diff(partition, file_index, read_partition_state(repo, partition))
+        plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
+        snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition)
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
     return dg.MaterializeResult(
