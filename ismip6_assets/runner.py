@@ -18,6 +18,7 @@ from ismip6_assets.index import list_archive
 from ismip6_assets.locations import Location
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.redact import redact
 from ismip6_assets.reconcile import StoreDiff, partition_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import run_tags
@@ -72,7 +73,7 @@ def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: s
     outcome = PartitionOutcome(partition=key, status="FAILED", seconds=time.perf_counter() - start)
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
-        reason = failure.step_failure_data.error.message.strip().splitlines()[-1] if failure and failure.step_failure_data.error else "run failed"
+        reason = _root_message(failure.step_failure_data.error) if failure and failure.step_failure_data.error else "run failed"
         outcome.findings = [{"category": "run_failed", "item": reason}]
         return outcome
     outcome.files = _metadata_value(result, "file_index", "files")
@@ -84,6 +85,13 @@ def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: s
         outcome.status = "OK" if evaluation.passed else evaluation.severity.value
         outcome.findings = _findings(evaluation.metadata)
     return outcome
+
+
+def _root_message(error) -> str:
+    """The innermost cause: Dagster wraps the asset's own exception in a step-execution error."""
+    while error.cause is not None:
+        error = error.cause
+    return redact(error.message.strip().splitlines()[-1])
 
 
 def _findings(metadata) -> list[dict]:
