@@ -18,6 +18,7 @@ import xarray as xr
 from ismip6_assets.fixes import apply_fixes
 from ismip6_assets.formats import UnreadableFile, detect_format, make_parser
 from ismip6_assets.index import fingerprint_of
+from ismip6_assets.limits import check_limits
 from ismip6_assets.locations import Location, parse_location
 from ismip6_assets.redact import redact
 
@@ -101,6 +102,7 @@ def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureReco
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = _open(url, source.prefix_url, file_format)
+        check_limits(ds)  # before any fix: a fix must never expand an absurd header
         ds, report = apply_fixes(ds)
         # A file rewritten after indexing must not be stored under the fingerprint of the old bytes.
         now = fingerprint_of(source.fs.info(source.join(relpath).fs_path))
