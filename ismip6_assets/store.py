@@ -170,6 +170,29 @@ def stored_partitions(repo: icechunk.Repository) -> list[PartitionKey]:
     return sorted(keys)
 
 
+def read_store_state(repo: icechunk.Repository) -> dict[str, PartitionState]:
+    """`PartitionState` of every partition the store holds, by partition key, from one session.
+
+    For the sensor, which compares the whole store each tick: ``members(max_depth=2)`` fetches all
+    model/experiment/variable group metadata concurrently instead of one request per group.
+    """
+    root = _open_group(repo.readonly_session(branch=BRANCH).store, "")
+    members = root.members(max_depth=2) if root is not None else ()
+    by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
+    for path, node in members:  # experiment groups: depth 1, holding their recorded names
+        attrs = node.attrs
+        if path.count("/") == 1 and {"institution", "model_name", "experiment"} <= set(attrs):
+            key = PartitionKey(attrs["institution"], attrs["model_name"], attrs["experiment"])
+            by_path[path] = (key, PartitionState(exists=True, failures=json.loads(attrs.get(FAILURES_ATTR, "[]"))))
+    for path, node in members:  # variable groups: depth 2
+        parent, _, name = path.rpartition("/")
+        if path.count("/") == 2 and parent in by_path and isinstance(node, zarr.Group):
+            key, state = by_path[parent]
+            attrs = node.attrs
+            state.groups[name] = StoredGroup(name, key.variable_group(name), str(attrs.get(SOURCE_URL_ATTR, "")), str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")))
+    return {str(key): state for key, state in by_path.values()}
+
+
 def commit_message(partition: PartitionKey, written: list[str], removed: list[str]) -> str:
     parts = []
     if written:
