@@ -8,11 +8,18 @@
 - stale: in both, but the store was built from other bytes (fingerprint differs)
 - failed: a failure is recorded for the file's current fingerprint
 - skipped: on the skip list
+
+`refresh_requests` turns the same answer, for every partition at once, into the runs a sensor asks
+for: only partitions the store is behind on, each under a run key that names the archive and store
+state it was asked for, so the same state never asks twice and a changed state always asks again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import hashlib
 
 import pandas as pd
 
@@ -37,9 +44,15 @@ class StoreDiff:
     partition_gone: bool = False  # the store holds the partition but the archive folder is gone
 
     @property
+    def behind(self) -> bool:
+        """A run would change the store: something to write, replace or remove."""
+        return self.partition_gone or any(getattr(self, c) for c in ERROR_CATEGORIES)
+
+    @property
     def status(self) -> str:
-        """``ERROR``: the store is behind the archive; ``WARN``: only recorded failures; ``OK``."""
-        if self.partition_gone or self.indexed == 0 or any(getattr(self, c) for c in ERROR_CATEGORIES):
+        """``ERROR``: the store is behind the archive, or nothing was compared; ``WARN``: only
+        recorded failures; ``OK``."""
+        if self.behind or self.indexed == 0:
             return "ERROR"
         return "WARN" if self.failed else "OK"
 
@@ -56,7 +69,11 @@ class StoreDiff:
         out += [{"category": "failed", "item": f["url"], "reason": f.get("error", "")} for f in self.failed]
         out += [{"category": "skipped", "item": u} for u in self.skipped]
         if self.partition_gone:
-            out.insert(0, {"category": "partition_gone", "item": self.partition})
+            out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
+        elif self.indexed == 0:
+            # A partition with no files compared nothing: after its folder was deleted and its
+            # groups removed, it must still not read as green.
+            out.insert(0, {"category": "no_files", "item": self.partition, "reason": "no files in the archive folder; nothing compared"})
         return out
 
 
@@ -119,12 +136,84 @@ def rows_to_virtualize(rows: pd.DataFrame, diff: StoreDiff) -> pd.DataFrame:
 
 
 def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
-    """Only missing/stale files are written; extra groups go; failures still current are kept."""
+    """Only missing/stale files are written; extra groups go; failures still current are kept.
+
+    A stale file that now fails loses its group: the group's refs point at bytes that are gone, so
+    keeping it would serve wrong values; the failure record says why it is absent. A partition with
+    no files (its folder deleted) has no place in the store, even as an empty experiment group.
+    """
     from ismip6_assets.virtualize import FailureRecord
 
-    if diff.partition_gone:
+    if diff.partition_gone or diff.indexed == 0:
         return CommitPlan(write=[], remove=[], failures=[], remove_partition=True)
     wanted = set(diff.to_write)
     retried = {f.url for f in new_failures}
     kept = [FailureRecord(**f) for f in diff.failed if f["url"] not in retried]
-    return CommitPlan(write=[f for f in files if f.url in wanted], remove=diff.extra, failures=kept + list(new_failures))
+    stale = set(diff.stale)
+    broken = [f.variable for f in new_failures if f.url in stale and f.variable]
+    return CommitPlan(
+        write=[f for f in files if f.url in wanted], remove=diff.extra + broken, failures=kept + list(new_failures)
+    )
+
+
+def _digest(lines) -> str:
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:12]
+
+
+def archive_digest(rows: pd.DataFrame) -> str:
+    """Changes iff a file of the partition is added, changed or deleted."""
+    return _digest(rows["url"] + " " + rows["fingerprint"]) if len(rows) else "gone"
+
+
+def store_digest(state: PartitionState) -> str:
+    """Changes iff a commit touched the partition's groups or failure records."""
+    if not state.exists:
+        return "absent"
+    groups = [f"{g.variable} {g.url} {g.fingerprint}" for g in state.groups.values()]
+    return _digest(groups + [f"failed {f['url']} {f.get('fingerprint')}" for f in state.failures])
+
+
+@dataclass
+class RefreshRequest:
+    partition: str
+    run_key: str
+    diff: StoreDiff
+
+
+def refresh_requests(
+    rows: pd.DataFrame,
+    states: dict[str, PartitionState],
+    cursor: dict[str, str],
+    run_failed: Callable[[str], bool] = lambda run_key: False,
+    max_runs: int = 25,
+    max_attempts: int = 3,
+) -> tuple[list[RefreshRequest], dict[str, str]]:
+    """The runs to ask for now, and the cursor after asking.
+
+    `rows` is one listing of the whole archive, `states` what the store holds per partition, and
+    `cursor` the run key last requested per partition. A partition is requested when the store is
+    behind on it and its current run key was not requested before. A failed run leaves the store
+    unchanged and so its key too: when `run_failed(key)` says so, the partition is asked again under
+    ``key#attempt``, up to `max_attempts` in all; after that the check's ERROR waits for a human. At
+    most `max_runs` a call, in partition order, so a first start on the full archive fills the queue in
+    bounded batches; the rest stay behind and are asked for on the next calls.
+    """
+    by_partition = {k: g for k, g in rows.groupby("partition_key")} if len(rows) else {}
+    requests, cursor = [], dict(cursor)
+    for key in sorted(set(by_partition) | set(states)):
+        part_rows = by_partition.get(key, rows.iloc[0:0])
+        state = states.get(key, PartitionState())
+        diff = store_diff(PartitionKey.parse(key), part_rows, state)
+        if not diff.behind:
+            continue
+        run_key = f"{key}:{archive_digest(part_rows)}:{store_digest(state)}"
+        last = cursor.get(key, "")
+        if last.split("#")[0] == run_key:
+            attempt = int(last.partition("#")[2] or 1)
+            if attempt >= max_attempts or not run_failed(last):
+                continue  # asked for this exact state already; its run is queued, running or done
+            run_key = f"{run_key}#{attempt + 1}"
+        if len(requests) < max_runs:
+            requests.append(RefreshRequest(partition=key, run_key=run_key, diff=diff))
+            cursor[key] = run_key
+    return requests, cursor

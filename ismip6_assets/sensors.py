@@ -1,8 +1,7 @@
-"""`archive_sensor`: keep the store current with the archive."""
+"""`archive_sensor`: keep the store current with the archive, and repair it where it fell behind."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import dagster as dg
@@ -11,46 +10,43 @@ from ismip6_assets.index import list_archive
 from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.reconcile import refresh_requests
 from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.store import read_store_state
 
 MAX_RUNS_PER_TICK = 25  # first start on the full archive must not flood the run queue
-
-
-def partition_digests(rows) -> dict[str, str]:
-    """Per partition, a digest of its files' URLs and fingerprints: changes iff a file does."""
-    out = {}
-    for key, group in rows.groupby("partition_key"):
-        text = "\n".join(sorted(group["url"] + " " + group["fingerprint"]))
-        out[key] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return out
+RETRIED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
 def run_tags(partition: PartitionKey) -> dict[str, str]:
     return {"ismip6/institution": partition.institution, "ismip6/model": partition.model, "ismip6/experiment": partition.experiment}
 
 
+def _run_failed(instance: dg.DagsterInstance, run_key: str) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    return bool(runs) and runs[0].status in RETRIED_STATUSES
+
+
 @dg.sensor(job=materialize_partition_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def archive_sensor(context: dg.SensorEvaluationContext, archive: ArchiveResource) -> dg.SensorResult:
-    """Watches the source archive (one recursive listing a tick): adds partitions for new
-    model/experiment folders and requests runs only for partitions whose files were added,
-    changed or deleted. At most 25 runs a tick; the rest follow on later ticks."""
-    digests = partition_digests(list_archive(archive.source).rows)
-    seen = json.loads(context.cursor) if context.cursor else {}
+    """Compares one recursive listing of the archive with the store each tick: adds partitions for
+    new model/experiment folders and requests a run for each partition the store is behind on
+    (files added, changed or deleted, groups lost, a folder gone), once per archive+store state,
+    again after a failed run. At most 25 runs a tick; the rest follow on later ticks."""
+    rows = list_archive(archive.source).rows
+    requests, cursor = refresh_requests(
+        rows,
+        read_store_state(archive.repository()),
+        json.loads(context.cursor) if context.cursor else {},
+        run_failed=lambda key: _run_failed(context.instance, key),
+        max_runs=MAX_RUNS_PER_TICK,
+    )
     known = set(context.instance.get_dynamic_partitions(model_experiment_partitions_def.name))
-    new_keys = sorted(set(digests) - known)
-    # A folder that disappeared is a change too: its run removes the partition's groups.
-    changed = sorted(k for k in set(digests) | set(seen) if digests.get(k, "gone") != seen.get(k))
-    requested = changed[:MAX_RUNS_PER_TICK]
-    cursor = dict(seen)
-    for key in requested:
-        if key in digests:
-            cursor[key] = digests[key]
-        else:
-            cursor.pop(key, None)
+    new_keys = sorted((set(rows["partition_key"]) | {r.partition for r in requests}) - known)
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(run_key=f"{key}:{digests.get(key, 'gone')}", partition_key=key, tags=run_tags(PartitionKey.parse(key)))
-            for key in requested
+            dg.RunRequest(run_key=r.run_key, partition_key=r.partition, tags=run_tags(PartitionKey.parse(r.partition)))
+            for r in requests
         ],
         dynamic_partitions_requests=[model_experiment_partitions_def.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(cursor, sort_keys=True),
