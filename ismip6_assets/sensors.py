@@ -27,7 +27,18 @@ def _run_failed(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(runs) and runs[0].status in RETRIED_STATUSES
 
 
-@dg.sensor(job=materialize_partition_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(
+    job=materialize_partition_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Watches the source archive (ISMIP6_SOURCE_URL, Projection-AIS/INST/MODEL/EXP/*.nc) with one recursive listing "
+        "every 5 minutes, compared with the Icechunk store: adds a model_experiment partition for each new folder and "
+        "requests a materialize_partition run for each partition the store is behind on (files added, changed or deleted, "
+        f"groups lost, a folder gone), again after a failed run, at most {MAX_RUNS_PER_TICK} a tick. "
+        "Stopped by default: turn it on to keep the store current with the archive."
+    ),
+)
 def archive_sensor(context: dg.SensorEvaluationContext, archive: ArchiveResource) -> dg.SensorResult:
     """Compares one recursive listing of the archive with the store each tick: adds partitions for
     new model/experiment folders and requests a run for each partition the store is behind on
