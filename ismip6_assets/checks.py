@@ -14,13 +14,16 @@ from ismip6_assets.resources import ArchiveResource
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
 
-# Non-blocking: a WARN (a known-bad source file) must not stop the other partitions' runs; the
-# ERROR result is what the sensor and `ismip6 run`'s exit code act on.
 def _reconciliation(context: dg.AssetCheckExecutionContext, archive: ArchiveResource) -> dg.AssetCheckResult:
     """Compares the store with a fresh listing of the partition's archive folder.
 
     ERROR when a group is missing, extra or stale (or nothing was compared); WARN when only recorded
     failures remain; the table lists each offending file so the dashboard says what to fix.
+
+    Non-blocking, deliberately: it runs after the commit has landed and nothing is downstream of
+    `icechunk_commit`, so blocking would stop nothing; it would only fail the run and hide that
+    the commit succeeded. A WARN (a known-bad source file) is a steady state, not a run failure.
+    The ERROR result is what the sensor and `ismip6 run`'s exit code act on.
     """
     partition = PartitionKey.parse(context.partition_key)
     _, diff = partition_diff(archive.source, archive.store, partition)
