@@ -1,5 +1,7 @@
 """The one `Definitions` of ismip6_assets."""
 
+import warnings
+
 import dagster as dg
 
 from ismip6_assets.assets import file_index, icechunk_commit, virtual_dataset
@@ -18,9 +20,16 @@ ASSETS = [file_index, virtual_dataset, icechunk_commit]
 CHECKS = [reconciliation]
 
 
+def _with_code_references(assets: list) -> list:
+    """The UI's links from each asset to its source file; the metadata class is beta in 1.13."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.with_source_code_references(assets)
+
+
 def build_definitions(archive: ArchiveResource | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=ASSETS,
+        assets=_with_code_references(ASSETS),
         asset_checks=CHECKS,
         jobs=[materialize_partition_job],
         sensors=[archive_sensor],
