@@ -1,7 +1,9 @@
+from collections import Counter
+
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.assets.metadata import file_table, markdown
+from ismip6_assets.assets.metadata import file_records, file_table, markdown
 from ismip6_assets.index import list_archive, write_index
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
@@ -13,10 +15,12 @@ from ismip6_assets.resources import ArchiveResource
     group_name="ismip6",
     kinds={"netcdf", "parquet"},
     owners=["team:ismip6"],
+    tags={"ismip6/stage": "index"},
     io_manager_key="store_io_manager",
 )
 def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.Output[pd.DataFrame]:
-    """The partition's source files with sizes and fingerprints, from a fresh listing of its folder.
+    """The partition's source NetCDF files (variable, size, format, fingerprint) from a fresh listing
+    of its archive folder, also written as parquet under ``{STORE}/index/``.
 
     Partitioned per model/experiment because that is the unit a modelling group delivers and fixes.
     """
@@ -24,6 +28,7 @@ def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
     listing = list_archive(archive.source, partition)
     index_url = write_index(archive.store, partition, listing.rows)
     context.log.info(f"{partition}: {len(listing.rows)} files indexed, {len(listing.ignored)} ignored")
+    files = file_records(listing.rows, archive.source)  # 8 bytes read per file, for its format
     return dg.Output(
         listing.rows,
         metadata={
@@ -32,7 +37,8 @@ def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
             "ignored": len(listing.ignored),
             "bytes": int(listing.rows["size"].sum()),
             "index_parquet": dg.MetadataValue.path(index_url),
-            "file_table": file_table(listing.rows),
+            "file_table": file_table(files),
+            "formats": dg.MetadataValue.json(dict(sorted(Counter(f["format"] for f in files).items()))),
             "ignored_paths": markdown([{"path": p, "reason": r} for p, r in listing.ignored]),
             "dagster/row_count": len(listing.rows),
         },

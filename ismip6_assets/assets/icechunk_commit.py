@@ -1,14 +1,15 @@
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.assets.metadata import markdown
+from ismip6_assets.assets.metadata import failure_table, group_list, preview_markdown, snippet
 from ismip6_assets.failures import write_failures
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.preview import open_snippet, partition_preview, stored_variables
 from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import commit_partition, read_partition_state, writer_lock
-from ismip6_assets.virtualize import VirtualizationResult
+from ismip6_assets.store import BRANCH, commit_partition, read_partition_state, writer_lock
+from ismip6_assets.virtualize import VirtualizationResult, one_line
 
 WRITER_POOL = "icechunk_writer"
 
@@ -18,6 +19,7 @@ WRITER_POOL = "icechunk_writer"
     group_name="ismip6",
     kinds={"icechunk"},
     owners=["team:ismip6"],
+    tags={"ismip6/stage": "commit"},
     pool=WRITER_POOL,
 )
 def icechunk_commit(
@@ -25,7 +27,10 @@ def icechunk_commit(
 ) -> dg.MaterializeResult:
     """The partition's groups ``{INST}_{MODEL}/{EXP}/{variable}`` in the Icechunk store, one commit per run.
 
-    Partitioned per model/experiment: one commit per partition keeps each delivery atomic.
+    Partitioned per model/experiment: one commit per partition keeps each delivery atomic. Writes
+    only what the store lacks (missing/stale files), removes groups whose source is gone, records
+    current failures. Metadata: the commit, a copy-paste xarray snippet for this store and a preview
+    map of one time slice read back through the store (proof that the virtual references resolve).
     """
     partition = PartitionKey.parse(context.partition_key)
     repo = archive.repository()
@@ -35,18 +40,32 @@ def icechunk_commit(
         snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition)
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
+    written = [vf.group for vf in plan.write]
+    removed = [partition.variable_group(v) for v in plan.remove]
+    stored = stored_variables(repo, partition)
+    preview, preview_error = None, ""
+    try:
+        preview = partition_preview(repo, partition)
+    except Exception as exc:  # noqa: BLE001 - a preview that cannot read its refs says so; the check judges the store
+        preview_error = f"reading through the store failed: {one_line(exc)}"
+        context.log.warning(f"{partition}: preview {preview_error}")
+    example = preview.variable if preview else (stored[0] if stored else "lithk")
     return dg.MaterializeResult(
         metadata={
             "commit_id": snapshot or "",
-            "commit_message": message,
-            "groups_written": len(plan.write),
-            "groups_removed": len(plan.remove),
+            "commit_message": message or "nothing to commit: the store already matched the archive",
+            "branch_head": repo.lookup_branch(BRANCH),
+            "files": len(file_index),
+            "groups_written": len(written),
+            "groups_removed": len(removed),
+            "groups_in_store": len(stored),
+            "chunk_refs_written": sum(vf.chunk_refs for vf in plan.write),
             "failures": len(plan.failures),
+            "groups_added": group_list(written),
+            "groups_deleted": group_list(removed),
             "failures_log": dg.MetadataValue.path(failures_url) if failures_url else "",
-            "failure_table": markdown([{"url": f.url, "error": f.error} for f in plan.failures]),
-            "open_with_xarray": dg.MetadataValue.md(
-                f"```python\nimport icechunk, xarray as xr\n# see README: open the repository at {archive.store.url}\n"
-                f"ds = xr.open_zarr(repo.readonly_session('main').store, group='{partition.group}/<variable>', consolidated=False)\n```"
-            ),
+            "failure_table": failure_table(plan.failures),
+            "open_with_xarray": snippet(open_snippet(archive.store, archive.source, partition.variable_group(example), example)),
+            "preview": preview_markdown(preview, preview_error),
         }
     )

@@ -1,11 +1,21 @@
-"""Turn library results into metadata people read in the Dagster UI."""
+"""Turn library results into metadata people read in the Dagster UI.
+
+Numeric entries stay numbers on every materialization (never "" or None) so that the UI can plot
+them across runs and partitions.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
 
+from ismip6_assets.formats import UnreadableFile, detect_format
+from ismip6_assets.locations import Location
+from ismip6_assets.preview import Preview
 from ismip6_assets.reconcile import markdown_table
+from ismip6_assets.redact import redact
+
+_COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
 
 def table(records: list[dict], columns: list[str] | None = None) -> dg.MetadataValue:
@@ -14,17 +24,84 @@ def table(records: list[dict], columns: list[str] | None = None) -> dg.MetadataV
     columns = columns or list(dict.fromkeys(k for r in records for k in r))
     return dg.MetadataValue.table(
         records=[dg.TableRecord({c: _cell(r.get(c)) for c in columns}) for r in records],
-        schema=dg.TableSchema(columns=[dg.TableColumn(c, "int" if isinstance(records[0].get(c), int) else "string") for c in columns]),
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, _column_type(records, c)) for c in columns]),
     )
 
 
+def _column_type(records: list[dict], column: str) -> str:
+    kinds = {_COLUMN_TYPES.get(type(r.get(column)), "string") for r in records if r.get(column) is not None}
+    return kinds.pop() if len(kinds) == 1 else "string"
+
+
 def _cell(value):
-    return value if isinstance(value, (int, float, bool)) or value is None else str(value)
+    return value if isinstance(value, (int, float, bool)) or value is None else redact(str(value))
 
 
-def file_table(rows: pd.DataFrame) -> dg.MetadataValue:
-    records = rows[["variable", "size", "fingerprint", "skipped", "url"]].to_dict("records")
-    return table([{**r, "size": int(r["size"]), "skipped": bool(r["skipped"])} for r in records])
+def sniff_format(source: Location, url: str, size: int) -> str:
+    """The file's format from its first 8 bytes (``netcdf4``/``netcdf3``), or why it has none."""
+    if size == 0:
+        return "empty"
+    try:
+        with source.fs.open(source.join(source.relpath_of(url)).fs_path, "rb") as f:
+            return detect_format(f.read(8), size)
+    except UnreadableFile:
+        return "not netcdf"
+    except OSError as exc:
+        return f"unreadable: {type(exc).__name__}"
+
+
+def file_records(rows: pd.DataFrame, source: Location) -> list[dict]:
+    """One record per indexed file: variable, size, format (magic bytes), fingerprint, file name."""
+    return [
+        {
+            "variable": r["variable"],
+            "size": int(r["size"]),
+            "format": sniff_format(source, r["url"], int(r["size"])),
+            "fingerprint": r["fingerprint"],
+            "skipped": bool(r["skipped"]),
+            "file": r["url"].rsplit("/", 1)[-1],
+        }
+        for r in rows.to_dict("records")
+    ]
+
+
+def file_table(records: list[dict]) -> dg.MetadataValue:
+    return table(records, ["variable", "size", "format", "fingerprint", "skipped", "file"])
+
+
+def virtual_file_records(files: list) -> list[dict]:
+    """Per virtualized file: its chunk references, the coordinates loaded inline, the quirks fixed."""
+    from virtualizarr.manifests import ManifestArray
+
+    return [
+        {
+            "variable": f.variable,
+            "format": f.file_format,
+            "chunk_refs": f.chunk_refs,
+            "loaded_coordinates": ", ".join(n for n, v in f.dataset.variables.items() if not isinstance(v.data, ManifestArray)),
+            "quirks": ", ".join(f.quirks) or "none",
+        }
+        for f in files
+    ]
+
+
+def failure_table(failures: list) -> dg.MetadataValue:
+    records = [f.to_dict() if hasattr(f, "to_dict") else dict(f) for f in failures]
+    return table([{"file": r["url"].rsplit("/", 1)[-1], "error": r["error"], "url": r["url"]} for r in records], ["file", "error", "url"])
+
+
+def group_list(groups: list[str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md("\n".join(f"- `{g}`" for g in groups) if groups else "_none_")
+
+
+def snippet(code: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"```python\n{code}```")
+
+
+def preview_markdown(preview: Preview | None, reason: str = "") -> dg.MetadataValue:
+    if preview is None:
+        return dg.MetadataValue.md(f"_no preview: {reason or 'the store holds no 2-D variable for this partition'}_")
+    return dg.MetadataValue.md(preview.markdown())
 
 
 def markdown(records: list[dict]) -> dg.MetadataValue:
