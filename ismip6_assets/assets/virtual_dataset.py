@@ -1,7 +1,7 @@
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.assets.metadata import markdown
+from ismip6_assets.assets.metadata import failure_table, table, virtual_file_records
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import rows_to_virtualize, store_diff
@@ -31,7 +31,7 @@ def virtual_dataset(context: dg.AssetExecutionContext, archive: ArchiveResource,
             context.log.info(f"{partition}: virtualized {done}/{total} files")
 
     result = virtualize_rows(todo.to_dict("records"), archive.source, progress=progress)
-    quirks = [{"variable": f.variable, "format": f.file_format, "chunk_refs": f.chunk_refs, "quirks": ", ".join(f.quirks)} for f in result.files]
+    quirks = virtual_file_records(result.files)  # per file: chunk refs, coordinates loaded inline, quirks fixed
     return dg.Output(
         result,
         metadata={
@@ -39,7 +39,9 @@ def virtual_dataset(context: dg.AssetExecutionContext, archive: ArchiveResource,
             "failures": len(result.failures),
             "unchanged": len(diff.ok),
             "chunk_refs": sum(q["chunk_refs"] for q in quirks),
-            "files": markdown(quirks),
-            "failure_table": markdown([{"url": f.url, "error": f.error} for f in result.failures]),
+            "loaded_coordinates": sum(len(q["loaded_coordinates"].split(", ")) for q in quirks if q["loaded_coordinates"]),
+            "quirks_fixed": sum(len(f.quirks) for f in result.files),
+            "files": table(quirks),
+            "failure_table": failure_table(result.failures),
         },
     )
