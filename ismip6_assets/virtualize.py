@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import xarray as xr
 
-from ismip6_assets.fixes import apply_fixes
+from ismip6_assets.fixes import SourceFile, apply_fixes
 from ismip6_assets.formats import UnreadableFile, detect_format, make_parser
 from ismip6_assets.index import fingerprint_of
 from ismip6_assets.limits import check_limits
@@ -101,9 +101,9 @@ def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureReco
         file_format = detect_format(_read_head(source, relpath), int(row["size"]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = _open(url, source.prefix_url, file_format)
+            ds = _open(url, source.prefix_url, file_format, int(row["size"]))
         check_limits(ds)  # before any fix: a fix must never expand an absurd header
-        ds, report = apply_fixes(ds)
+        ds, report = apply_fixes(ds, source=SourceFile(url, row["variable"], _registry(source.prefix_url)))
         # A file rewritten after indexing must not be stored under the fingerprint of the old bytes.
         now = fingerprint_of(source.fs.info(source.join(relpath).fs_path))
         if now != row["fingerprint"]:
@@ -133,14 +133,14 @@ def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureReco
     )
 
 
-def _open(url: str, source_prefix: str, file_format: str) -> xr.Dataset:
+def _open(url: str, source_prefix: str, file_format: str, size: int | None = None) -> xr.Dataset:
     from virtualizarr import open_virtual_dataset
 
     # Names absent from a file are ignored by virtualizarr 2.8, so one list serves every file.
     return open_virtual_dataset(
         url,
         registry=_registry(source_prefix),
-        parser=make_parser(file_format),
+        parser=make_parser(file_format, size),
         loadable_variables=list(COORDINATE_NAMES),
         decode_times=False,
     )

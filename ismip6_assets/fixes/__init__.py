@@ -2,15 +2,31 @@
 
 A fix follows the same small protocol as VirtualiZarr's parsers: configured in ``__init__``, does
 its work in ``__call__(ds, report) -> ds``, and notes what it changed in the `FixReport`. The order
-in `default_fixes` matters only where one fix relies on names another one normalised.
+in `default_fixes` matters: the grid fix renames dims before the chunk split and the sentinel read,
+and the sentinel read comes after the split so that it fetches one time step, not a whole file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import xarray as xr
+
+# Dataset attribute a reader sees when the fixes left something undecoded on purpose.
+WARNING_ATTR = "ismip6_warning"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """Where a virtual dataset came from, for fixes that must read a few source bytes.
+
+    ``registry`` is the `obspec_utils` ObjectStoreRegistry the virtual references resolve through.
+    """
+
+    url: str
+    variable: str
+    registry: Any = None
 
 
 @dataclass
@@ -19,10 +35,18 @@ class FixReport:
 
     quirks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    source: SourceFile | None = None
 
     def quirk(self, name: str) -> None:
         if name not in self.quirks:
             self.quirks.append(name)
+
+    def warn(self, ds: xr.Dataset, quirk: str, message: str) -> None:
+        """Record a warning in the report and on the dataset, where readers of the store see it."""
+        self.quirk(quirk)
+        self.warnings.append(message)
+        previous = ds.attrs.get(WARNING_ATTR)
+        ds.attrs[WARNING_ATTR] = f"{previous}; {message}" if previous else message
 
 
 class Fix(Protocol):
@@ -30,13 +54,17 @@ class Fix(Protocol):
 
 
 def default_fixes() -> list[Fix]:
+    from ismip6_assets.fixes.chunks import SplitContiguousTime
+    from ismip6_assets.fixes.grid import StandardGrid
+    from ismip6_assets.fixes.metadata import SentinelValue, VariableType
     from ismip6_assets.fixes.time import NormalizeTime
 
-    return [NormalizeTime()]
+    return [NormalizeTime(), StandardGrid(), SplitContiguousTime(), VariableType(), SentinelValue()]
 
 
-def apply_fixes(ds: xr.Dataset, fixes: list[Fix] | None = None) -> tuple[xr.Dataset, FixReport]:
-    report = FixReport()
+def apply_fixes(ds: xr.Dataset, fixes: list[Fix] | None = None, source: SourceFile | None = None) -> tuple[xr.Dataset, FixReport]:
+    """Run the fixes in order; ``source`` lets a fix read the first time slice through the virtual refs."""
+    report = FixReport(source=source)
     for fix in default_fixes() if fixes is None else fixes:
         ds = fix(ds, report)
     return ds, report

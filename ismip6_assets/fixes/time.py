@@ -2,21 +2,26 @@
 
 The store keeps each step's calendar date (Y-M-D h:m:s) rather than its elapsed duration, so a
 365_day year-start decodes to Jan 1 with plain ``xr.open_zarr``, like the source does with cftime.
+How each broken encoding of the archive is read lives in `time_units`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-import cftime
 import numpy as np
 import xarray as xr
 
 from ismip6_assets.fixes import FixReport
+from ismip6_assets.fixes.time_units import TimeDecoding, UndecodableTime, time_decoding
 
 TARGET_UNITS = "days since 2000-01-01"
 TARGET_CALENDAR = "proleptic_gregorian"
+SOURCE_UNITS_ATTR = "ismip6_source_time_units"
+SOURCE_CALENDAR_ATTR = "ismip6_source_calendar"
 _EPOCH = dt.datetime(2000, 1, 1)
+# Attributes that make xarray decode a variable as time; moved aside when the values are not dates.
+_CF_TIME_ATTRS = {"units": SOURCE_UNITS_ATTR, "unit": SOURCE_UNITS_ATTR, "calendar": SOURCE_CALENDAR_ATTR}
 
 
 def days_since_2000(dates) -> np.ndarray:
@@ -26,7 +31,7 @@ def days_since_2000(dates) -> np.ndarray:
         day = d.day
         while True:  # 360_day has Feb 30: clamp to the month's last real day
             try:
-                real = dt.datetime(d.year, d.month, day, d.hour, d.minute, d.second)
+                real = dt.datetime(d.year, d.month, day, d.hour, d.minute, d.second, getattr(d, "microsecond", 0))
                 break
             except ValueError:
                 day -= 1
@@ -34,12 +39,13 @@ def days_since_2000(dates) -> np.ndarray:
     return out
 
 
-def decode(values: np.ndarray, units: str, calendar: str):
-    return cftime.num2date(values, units, calendar, only_use_cftime_datetimes=True)
-
-
 class NormalizeTime:
-    """Re-encode ``time`` (and its bounds) on the common epoch and calendar."""
+    """Re-encode ``time`` (and its bounds) on the common epoch and calendar.
+
+    Values that are not dates are left exactly as in the source, with their CF units moved to
+    ``ismip6_source_time_units`` (so ``decode_times=True`` neither fails nor invents dates) and a
+    warning on the dataset that the partition's metadata counts.
+    """
 
     def __init__(self, name: str = "time") -> None:
         self.name = name
@@ -49,26 +55,48 @@ class NormalizeTime:
             return ds
         time = ds[self.name]
         attrs = dict(time.attrs)
-        units = attrs.get("units")
-        calendar = attrs.get("calendar", "standard")
-        if not units or " since " not in units:
-            report.warnings.append(f"time left as is: no CF units ({units!r})")
-            return ds
         values = np.asarray(time.values, dtype="float64")
-        if not np.all(np.isfinite(values)):
-            report.warnings.append("time left as is: non-finite values")
-            return ds
-        dates = decode(values, units, calendar)
-        new_attrs = {k: v for k, v in attrs.items() if k not in ("units", "calendar")}
-        new_attrs.update(units=TARGET_UNITS, calendar=TARGET_CALENDAR, ismip6_source_time_units=units, ismip6_source_calendar=calendar)
-        ds = ds.assign_coords({self.name: (time.dims, days_since_2000(dates), new_attrs)})
-        ds[self.name].encoding = {}
+        try:
+            decoding = time_decoding(values, attrs)
+        except UndecodableTime as exc:
+            return self._leave_undecoded(ds, report, str(exc))
+        except (ValueError, OverflowError) as exc:  # cftime's refusal of a units/calendar pair
+            return self._leave_undecoded(ds, report, f"time units {attrs.get('units')!r} cannot be decoded ({exc})")
         bounds = attrs.get("bounds")
+        for quirk in decoding.quirks:
+            report.quirk(quirk)
+        new_attrs = {k: v for k, v in attrs.items() if k not in _CF_TIME_ATTRS}
+        new_attrs.update(units=TARGET_UNITS, calendar=TARGET_CALENDAR)
+        new_attrs[SOURCE_UNITS_ATTR] = str(attrs.get("units", attrs.get("unit", "")))
+        new_attrs[SOURCE_CALENDAR_ATTR] = str(attrs.get("calendar", ""))
+        ds = ds.assign_coords({self.name: (time.dims, days_since_2000(decoding.dates(values)), new_attrs)})
+        ds[self.name].encoding = {}
         if bounds and bounds in ds.variables:
-            b = ds[bounds]
-            flat = days_since_2000(decode(np.asarray(b.values, dtype="float64").ravel(), units, calendar))
-            ds[bounds] = (b.dims, flat.reshape(b.shape), {k: v for k, v in b.attrs.items() if k not in ("units", "calendar")})
-            ds[bounds].encoding = {}
-        if units != TARGET_UNITS or calendar != TARGET_CALENDAR:
+            ds = self._bounds(ds, bounds, decoding, report)
+        if (attrs.get("units"), attrs.get("calendar")) != (TARGET_UNITS, TARGET_CALENDAR):
             report.quirk("time_reencoded")
+        return ds
+
+    @staticmethod
+    def _bounds(ds: xr.Dataset, name: str, decoding: TimeDecoding, report: FixReport) -> xr.Dataset:
+        b = ds[name]
+        attrs = {k: v for k, v in b.attrs.items() if k not in _CF_TIME_ATTRS}
+        try:
+            flat = days_since_2000(decoding.dates(np.asarray(b.values, dtype="float64").ravel()))
+        except (ValueError, OverflowError) as exc:
+            # xarray decodes bounds with their parent's units: stale numbers would decode wrong.
+            report.warnings.append(f"time bounds {name!r} dropped: {exc}")
+            return ds.drop_vars(name)
+        ds[name] = (b.dims, flat.reshape(b.shape), attrs)
+        ds[name].encoding = {}
+        return ds
+
+    def _leave_undecoded(self, ds: xr.Dataset, report: FixReport, reason: str) -> xr.Dataset:
+        names = [self.name] + [n for n in [ds[self.name].attrs.get("bounds")] if n and n in ds.variables]
+        for name in names:
+            var = ds[name]
+            attrs = {_CF_TIME_ATTRS.get(k, k): v for k, v in var.attrs.items()}
+            ds = ds.assign_coords({name: (var.dims, var.values, attrs)}) if name in ds.coords else ds.assign({name: (var.dims, var.values, attrs)})
+            ds[name].encoding = {k: v for k, v in var.encoding.items() if k in ("dtype", "_FillValue")}
+        report.warn(ds, "garbage_time", f"time left undecoded: {reason}")
         return ds
