@@ -64,7 +64,8 @@ def cmd_reconcile(args) -> int:
         print(f"[{i}/{n}] {d.partition:<36} {d.status:<6} " + " ".join(f"{k}={v}" for k, v in c.items()), flush=True)
         for row in d.rows():
             if row["category"] != "skipped":
-                print(f"      {row['category']}: {row['item']}" + (f" ({row['reason']})" if row.get("reason") else ""))
+                group = f" [group {row['group']}]" if row.get("group") else ""
+                print(f"      {row['category']}: {row['item']}{group}" + (f" ({row['reason']})" if row.get("reason") else ""))
 
     diffs = reconcile_archive(source, store, progress)
     totals = {k: sum(d.counts()[k] for d in diffs) for k in ("indexed", "ok", "missing", "stale", "extra", "failed", "skipped")}
