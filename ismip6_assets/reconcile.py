@@ -42,6 +42,7 @@ class StoreDiff:
     ok: list[str] = field(default_factory=list)  # urls
     indexed: int = 0
     partition_gone: bool = False  # the store holds the partition but the archive folder is gone
+    groups: dict[str, str] = field(default_factory=dict)  # url or variable -> store group, for reports
 
     @property
     def behind(self) -> bool:
@@ -64,9 +65,9 @@ class StoreDiff:
         return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "ok")} | {"indexed": self.indexed}
 
     def rows(self) -> list[dict]:
-        """One row per offending file or group, for tables people read."""
-        out = [{"category": c, "item": u} for c in ("missing", "stale", "extra") for u in getattr(self, c)]
-        out += [{"category": "failed", "item": f["url"], "reason": f.get("error", "")} for f in self.failed]
+        """One row per offending file or group, naming the store group, for tables people read."""
+        out = [{"category": c, "item": u, "group": self.groups.get(u, "")} for c in ("missing", "stale", "extra") for u in getattr(self, c)]
+        out += [{"category": "failed", "item": f["url"], "group": self.groups.get(f["url"], ""), "reason": f.get("error", "")} for f in self.failed]
         out += [{"category": "skipped", "item": u} for u in self.skipped]
         if self.partition_gone:
             out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
@@ -85,6 +86,7 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
     indexed_variables = set()
     for row in rows.itertuples(index=False):
         indexed_variables.add(row.variable)
+        diff.groups[row.url] = row.group
         stored = state.groups.get(row.variable)
         if row.skipped:
             diff.skipped.append(row.url)
@@ -99,6 +101,7 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
         else:
             diff.missing.append(row.url)
     diff.extra += sorted(v for v in state.groups if v not in indexed_variables)
+    diff.groups |= {v: state.groups[v].group if v in state.groups else partition.variable_group(v) for v in diff.extra}
     return diff
 
 
