@@ -68,7 +68,7 @@ class StoreDiff:
         """One row per offending file or group, naming the store group, for tables people read."""
         out = [{"category": c, "item": u, "group": self.groups.get(u, "")} for c in ("missing", "stale", "extra") for u in getattr(self, c)]
         out += [{"category": "failed", "item": f["url"], "group": self.groups.get(f["url"], ""), "reason": f.get("error", "")} for f in self.failed]
-        out += [{"category": "skipped", "item": u} for u in self.skipped]
+        out += [{"category": "skipped", "item": u, "group": self.groups.get(u, "")} for u in self.skipped]
         if self.partition_gone:
             out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
         elif self.indexed == 0:

@@ -1,0 +1,111 @@
+"""`store_diff`, `commit_plan` and `refresh_requests`: pure, on hand-made index rows and store states."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ismip6_assets.index import INDEX_COLUMNS
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.reconcile import commit_plan, refresh_requests, store_diff
+from ismip6_assets.store import PartitionState, StoredGroup
+from ismip6_assets.virtualize import FailureRecord
+
+KEY = PartitionKey("AWI", "PISM1", "exp05")
+
+
+def url(key: PartitionKey, var: str) -> str:
+    return f"file:///a/Projection-AIS/{key.institution}/{key.model}/{key.experiment}/{var}_AIS_x_{key.experiment}.nc"
+
+
+def rows(files: dict[PartitionKey, dict[str, str]], skipped: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Index rows: {partition: {variable: fingerprint}}."""
+    out = [
+        {"url": url(k, v), "institution": k.institution, "model_name": k.model, "experiment": k.experiment, "variable": v,
+         "partition_key": str(k), "group": k.variable_group(v), "size": 1, "fingerprint": fp, "skipped": v in skipped}
+        for k, variables in files.items() for v, fp in variables.items()
+    ]
+    return pd.DataFrame(out, columns=INDEX_COLUMNS)
+
+
+def state(key: PartitionKey, groups: dict[str, str], failures: list[dict] = ()) -> PartitionState:
+    return PartitionState(
+        groups={v: StoredGroup(v, key.variable_group(v), url(key, v), fp) for v, fp in groups.items()}, failures=list(failures), exists=True
+    )
+
+
+def test_each_category_and_its_severity():
+    index = rows({KEY: {"lithk": "f1", "orog": "f2-new", "acabf": "f3", "lim": "f4", "topg": "f5"}}, skipped=("topg",))
+    failure = {"url": url(KEY, "lim"), "fingerprint": "f4", "error": "OSError: truncated"}
+    stored = state(KEY, {"lithk": "f1", "orog": "f2", "base": "f9"}, [failure])
+
+    diff = store_diff(KEY, index, stored)
+
+    assert diff.ok == [url(KEY, "lithk")]
+    assert diff.stale == [url(KEY, "orog")]
+    assert diff.missing == [url(KEY, "acabf")]
+    assert diff.extra == ["base"]  # its source file is gone
+    assert diff.failed == [failure] and diff.skipped == [url(KEY, "topg")]
+    assert diff.status == "ERROR" and diff.behind
+    # Each row names the store group, so a report says which group to look at.
+    assert {r["category"]: r["group"] for r in diff.rows()}["extra"] == "AWI_PISM1/exp05/base"
+    assert {r["category"]: r["group"] for r in diff.rows()}["stale"] == "AWI_PISM1/exp05/orog"
+
+
+def test_failed_only_is_warn_and_a_new_fingerprint_of_a_failed_file_is_missing():
+    failure = {"url": url(KEY, "lim"), "fingerprint": "old", "error": "bad"}
+    assert store_diff(KEY, rows({KEY: {"lim": "old"}}), state(KEY, {}, [failure])).status == "WARN"
+    fixed = store_diff(KEY, rows({KEY: {"lim": "new"}}), state(KEY, {}, [failure]))
+    assert fixed.missing == [url(KEY, "lim")] and fixed.status == "ERROR"
+
+
+def test_a_check_that_compared_nothing_fails():
+    nothing = store_diff(KEY, rows({}), PartitionState())
+    assert nothing.indexed == 0 and nothing.status == "ERROR" and not nothing.behind
+    assert nothing.rows()[0]["category"] == "no_files"
+    gone = store_diff(KEY, rows({}), state(KEY, {"lithk": "f1"}))
+    assert gone.partition_gone and gone.status == "ERROR" and gone.rows()[0]["category"] == "partition_gone"
+
+
+def test_a_stale_file_that_now_fails_loses_its_group_and_an_empty_partition_is_removed():
+    diff = store_diff(KEY, rows({KEY: {"orog": "f2-corrupt", "lithk": "f1"}}), state(KEY, {"orog": "f2", "lithk": "f1"}))
+    failure = FailureRecord(url=url(KEY, "orog"), error="bad", institution="AWI", model_name="PISM1", experiment="exp05", variable="orog")
+    plan = commit_plan(diff, files=[], new_failures=[failure])
+    assert plan.remove == ["orog"] and plan.failures == [failure]
+    # Folder deleted after its groups were removed: the run must not recreate an empty group.
+    assert commit_plan(store_diff(KEY, rows({}), PartitionState()), [], []).remove_partition
+
+
+KEYS = [PartitionKey("I", "M", f"exp{i:02d}") for i in range(7)]
+
+
+def test_first_start_is_requested_in_bounded_batches_and_each_state_once():
+    index = rows({k: {"lithk": "f1"} for k in KEYS})
+    first, cursor = refresh_requests(index, {}, {}, max_runs=3)
+    assert [r.partition for r in first] == [str(k) for k in KEYS[:3]]
+    second, cursor = refresh_requests(index, {}, cursor, max_runs=3)
+    third, cursor = refresh_requests(index, {}, cursor, max_runs=3)
+    assert [r.partition for r in second + third] == [str(k) for k in KEYS[3:]]
+    assert refresh_requests(index, {}, cursor, max_runs=3)[0] == []  # all asked; runs pending
+    # Same state, same key: a restarted sensor with an older cursor asks under the same keys.
+    assert [r.run_key for r in refresh_requests(index, {}, {}, max_runs=3)[0]] == [r.run_key for r in first]
+
+
+def test_only_partitions_the_store_is_behind_on_are_requested():
+    index = rows({k: {"lithk": "f1"} for k in KEYS[:3]})
+    states = {str(k): state(k, {"lithk": "f1"}) for k in KEYS[:3]}
+    assert refresh_requests(index, states, {})[0] == []
+    states[str(KEYS[1])] = state(KEYS[1], {})  # a group deleted by hand: archive unchanged
+    requests, _ = refresh_requests(index, states, {})
+    assert [r.partition for r in requests] == [str(KEYS[1])] and requests[0].diff.missing
+
+
+def test_a_failed_run_is_retried_under_a_new_key_a_bounded_number_of_times():
+    index = rows({KEYS[0]: {"lithk": "f1"}})
+    (request,), cursor = refresh_requests(index, {}, {})
+    assert refresh_requests(index, {}, cursor, run_failed=lambda k: False)[0] == []  # still running
+    failed = lambda k: True  # noqa: E731
+    (retry,), cursor = refresh_requests(index, {}, cursor, run_failed=failed)
+    assert retry.run_key == request.run_key + "#2"
+    (retry,), cursor = refresh_requests(index, {}, cursor, run_failed=failed)
+    assert retry.run_key == request.run_key + "#3"
+    assert refresh_requests(index, {}, cursor, run_failed=failed)[0] == []  # max_attempts reached
