@@ -20,6 +20,10 @@ def cmd_sample_archive(args) -> int:
     from ismip6_assets.sample_archive import write_sample_archive
 
     files = write_sample_archive(args.dest, n_times=args.times)
+    if args.quirks:
+        from ismip6_assets.sample_quirks import write_quirk_archive
+
+        files += write_quirk_archive(args.dest)
     print(f"wrote {len(files)} files under {args.dest}/Projection-AIS")
     return 0
 
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sample-archive", help="write a synthetic archive of real NetCDF files")
     p.add_argument("dest")
     p.add_argument("--times", type=int, default=5, help="time steps per file (default 5)")
+    p.add_argument("--quirks", action="store_true", help="also write one file per known quirk of the real archive")
     p.set_defaults(func=cmd_sample_archive)
     for name, func, text in (("run", cmd_run, "index, virtualize and commit every partition"), ("reconcile", cmd_reconcile, "compare the store with the archive")):
         p = sub.add_parser(name, help=text)

@@ -61,7 +61,8 @@ class TimeDecoding:
 
     def dates(self, values: np.ndarray) -> list:
         values = np.asarray(values, dtype="float64")
-        _refuse_garbage(values, 1.0 if self.packed else _days_per(self.units))
+        # Packed dates are ~2e7 by design: their magnitude is judged by the decoded year instead.
+        _refuse_garbage(values, None if self.packed else _days_per(self.units))
         if self.packed:
             return [_unpack(v) for v in values.ravel()]
         return list(cftime.num2date(values.ravel() - self.shift, self.units, self.calendar, only_use_cftime_datetimes=True))
@@ -131,7 +132,7 @@ def repair_epoch(epoch: str) -> tuple[str, list[str]]:
 
 def _packed(values: np.ndarray, calendar: str) -> TimeDecoding:
     """``day as %Y%m%d.%f``; values below year 1000 (``0 … 31301``) are day offsets from 2015-01-01."""
-    _refuse_garbage(values, 1.0)
+    _refuse_garbage(values, None)
     if np.max(np.abs(values)) < 10_000_000:
         return TimeDecoding(f"days since {PROJECTION_START}", calendar, ["time_packed_day_offsets"])
     return TimeDecoding("day as %Y%m%d.%f", calendar, ["time_packed_dates"], packed=True)
@@ -176,10 +177,11 @@ def _days_per(units: str) -> float:
     raise UndecodableTime(f"time unit {unit!r} is not a known duration")
 
 
-def _refuse_garbage(values: np.ndarray, days_per_value: float) -> None:
+def _refuse_garbage(values: np.ndarray, days_per_value: float | None) -> None:
+    """Raise `UndecodableTime` for NaN, Inf, denormals (2.31e-310) and spans beyond `_MAX_ABS_DAYS`."""
     finite = np.isfinite(values)
     tiny = (values != 0) & (np.abs(np.where(finite, values, 1.0)) < np.finfo("float64").tiny)
-    huge = np.abs(np.where(finite, values, 0.0)) * days_per_value > _MAX_ABS_DAYS
+    huge = np.abs(np.where(finite, values, 0.0)) * (days_per_value or 0.0) > _MAX_ABS_DAYS
     bad = ~finite | tiny | huge
     if bad.any():
         examples = ", ".join(f"{v:g}" for v in dict.fromkeys(values[bad].tolist()))
