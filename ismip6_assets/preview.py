@@ -80,7 +80,7 @@ def choose_variable(repo: icechunk.Repository, partition: PartitionKey) -> str |
 
 
 def render_png(values: np.ndarray, title: str = "", size_px: int = SIZE_PX, colors: int = 64) -> bytes:
-    """A small PNG (about `size_px` square, palette of `colors`) of a 2-D array; NaN is transparent."""
+    """A small PNG (`size_px` square, a palette of `colors`) of a 2-D array; NaN is left blank."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
