@@ -71,7 +71,8 @@ DAYS_365 = {"units": "days since 2015-01-01", "calendar": "365_day"}
 def _time_quirks() -> dict[str, tuple[str, Callable[[Path], None]]]:
     t = TIME_PARTITION
     return {
-        "time_unit_typo": (_path(t, "lithk"), lambda p: _write(_field("lithk", YEARS, {"unit": "days since 2015-01-01", "calendar": "365_day"}), p)),
+        # Epoch 2010, so that reading the file as unit-less (the typo ignored) would land in 2005.
+        "time_unit_typo": (_path(t, "lithk"), lambda p: _write(_field("lithk", YEARS + 1825, {"unit": "days since 2010-01-01", "calendar": "365_day"}), p)),
         "time_epoch_day_month_year": (_path(t, "orog"), lambda p: _write(_field("orog", YEARS, {"units": "days since 1-1-2015", "calendar": "365_day"}), p)),
         "time_epoch_day_zero": (_path(t, "topg"), lambda p: _write(_field("topg", YEARS, {"units": "days since 2015-1-0", "calendar": "365_day"}), p)),
         "time_epoch_day_zero_padded": (_path(t, "base"), lambda p: _write(_field("base", YEARS, {"units": "days since 2015-01-00", "calendar": "365_day"}), p)),
