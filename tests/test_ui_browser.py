@@ -104,6 +104,8 @@ class DagsterDev:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its webserver, daemon, code server and run workers share this group
+            # A shell's background job inherits SIGINT ignored; dagster dev must hear it to shut down.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.pgid = self.proc.pid
 
