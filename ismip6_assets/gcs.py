@@ -1,79 +1,175 @@
 """Google Cloud Storage clients, all switched to an emulator by ``STORAGE_EMULATOR_HOST``.
 
-Credentials: Application Default Credentials or ``GOOGLE_APPLICATION_CREDENTIALS`` for writes;
-the public source bucket is read anonymously when no credentials are found.
+Four clients touch GCS: gcsfs (listing, index parquet, failure log, pickles), google-cloud-storage
+(behind dagster-gcp's `GCSResource`), obstore (VirtualiZarr reads of the source) and Icechunk's own
+object_store (the repository and its virtual-chunk container). This module is the only place that
+decides how each of them authenticates and where it connects:
+
+- ``STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT``: every client goes there, with no credentials.
+- otherwise writes use Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, the
+  gcloud ADC file, or the metadata server on GCP); the public source bucket is read anonymously
+  when no credentials file is found, so the pipeline reads ``gs://ismip6`` with no setup at all.
+
+Nothing here logs, returns or stores a credential: the emulator "key" holds no secret, and real
+credentials are passed to the clients by path or discovered by them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from functools import lru_cache
+from pathlib import Path
 
+# gcsfs probes hierarchical-namespace buckets over gRPC unless told not to (two 60 s timeouts per
+# bucket against an emulator); must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 
 
 def emulator_host() -> str | None:
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
+    """``STORAGE_EMULATOR_HOST`` as a URL (google-cloud-storage accepts it without a scheme too)."""
+    host = os.environ.get(EMULATOR_ENV, "").strip().rstrip("/")
     if not host:
         return None
     return host if "://" in host else f"http://{host}"
 
 
-def gcs_filesystem():
+def emulator_service_account_key(host: str) -> str:
+    """object_store (obstore, Icechunk) reaches an emulator only through a service-account JSON
+    naming ``gcs_base_url``; ``disable_oauth`` makes it send no token. It holds no secret."""
+    return json.dumps({"gcs_base_url": host, "disable_oauth": True, "client_email": "", "private_key": "", "private_key_id": ""})
+
+
+def credentials_file() -> str | None:
+    """The ADC file in use, if any: ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's well-known file."""
+    path = os.environ.get(CREDENTIALS_ENV)
+    if path:
+        return path
+    config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    well_known = Path(config) / "application_default_credentials.json"
+    return str(well_known) if well_known.exists() else None
+
+
+# --- gcsfs ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _filesystem(endpoint: str | None, token):
     import gcsfs
 
-    host = emulator_host()
-    if host:
-        return gcsfs.GCSFileSystem(endpoint_url=host, token="anon", skip_instance_cache=True)
-    return gcsfs.GCSFileSystem(token=None)
+    if endpoint:
+        return gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon")
+    # token=None: gcsfs tries ADC, then the gcloud cache, then the metadata server, then anonymous.
+    return gcsfs.GCSFileSystem(token=token)
 
 
-def emulator_service_account_file() -> str:
-    """object_store reaches an emulator only through a service-account JSON with ``gcs_base_url``."""
+def gcs_filesystem(credentials=None):
+    """gcsfs for listing and small files; `credentials` (google.auth) come from `GCSResource`."""
     host = emulator_host()
-    path = os.path.join(tempfile.gettempdir(), f"ismip6-emulator-{abs(hash(host))}.json")
-    if not os.path.exists(path):
-        with open(path, "w") as f:
-            json.dump(
-                {"gcs_base_url": host, "disable_oauth": True, "client_email": "", "private_key": "", "private_key_id": ""},
-                f,
-            )
-    return path
+    return _filesystem(host, None if host else credentials)
+
+
+# --- google-cloud-storage (dagster-gcp GCSResource) -----------------------------------------------
+
+
+def storage_client(project: str | None = None):
+    """A google-cloud-storage client: what `GCSResource.get_client()` returns, emulator-aware.
+
+    google-cloud-storage itself honours ``STORAGE_EMULATOR_HOST`` (anonymous, no project needed);
+    without credentials it falls back to an anonymous client so public buckets stay readable.
+    """
+    from google.cloud import storage
+
+    if emulator_host():
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project or "ismip6-emulator", credentials=AnonymousCredentials())
+    if credentials_file() is None and not os.environ.get("GCE_METADATA_HOST"):
+        return storage.Client.create_anonymous_client()
+    return storage.Client(project=project)
+
+
+def filesystem_for_client(client):
+    """gcsfs with the identity of a google-cloud-storage client, so both act as one principal."""
+    if emulator_host() or getattr(client, "_credentials", None) is None:
+        return gcs_filesystem()
+    from google.auth.credentials import AnonymousCredentials
+
+    credentials = client._credentials  # noqa: SLF001 - the client's public ctor took them; no getter exists
+    return gcs_filesystem("anon" if isinstance(credentials, AnonymousCredentials) else credentials)
+
+
+# --- obstore (VirtualiZarr) ------------------------------------------------------------------------
 
 
 def obstore_gcs_store(bucket: str, prefix: str = ""):
+    """An obstore GCSStore for reading source files; anonymous unless credentials are found."""
     from obstore.store import GCSStore
 
-    if emulator_host():
-        return GCSStore(bucket, prefix=prefix or None, service_account_path=emulator_service_account_file())
+    host = emulator_host()
+    if host:
+        return GCSStore(bucket, prefix=prefix or None, service_account_key=emulator_service_account_key(host))
+    if credentials_file() is None:
+        return GCSStore(bucket, prefix=prefix or None, skip_signature=True)
     return GCSStore(bucket, prefix=prefix or None)
 
 
-def _emulator_options() -> dict:
-    host = emulator_host()
-    return {"gcs_base_url": host, "service_account_path": emulator_service_account_file()} if host else {}
+# --- Icechunk ------------------------------------------------------------------------------------
 
 
 def icechunk_gcs_storage(bucket: str, prefix: str):
+    """The repository's storage. Writes need credentials: ADC (``from_env``) in production."""
     import icechunk
 
-    if emulator_host():
-        return icechunk.gcs_storage(bucket=bucket, prefix=prefix, service_account_file=emulator_service_account_file())
+    host = emulator_host()
+    if host:
+        return icechunk.gcs_storage(bucket=bucket, prefix=prefix, service_account_key=emulator_service_account_key(host))
     return icechunk.gcs_storage(bucket=bucket, prefix=prefix, from_env=True)
 
 
 def icechunk_gcs_container(source):
+    """The virtual-chunk container for `source` (a `Location`): its url_prefix must be exactly the
+    prefix the virtual refs start with and the credentials are keyed by (`Location.prefix_url`).
+    The container holds no credentials or endpoint: readers authorise it, see `icechunk_gcs_credentials`."""
     import icechunk
 
-    host = emulator_host()
-    opts = {"gcs_base_url": host} if host else {}
-    return icechunk.VirtualChunkContainer(f"gs://{source.bucket}/", icechunk.gcs_store(opts=opts or None))
+    return icechunk.VirtualChunkContainer(source.prefix_url, icechunk.gcs_store())
 
 
 def icechunk_gcs_credentials():
+    """How this process reads virtual chunks: the emulator, ADC when present, else anonymously
+    (the public ISMIP6 bucket needs nothing more; readers of the store do the same)."""
     import icechunk
 
-    if emulator_host():
-        return icechunk.gcs_credentials(service_account_file=emulator_service_account_file())
+    host = emulator_host()
+    if host:
+        return icechunk.gcs_credentials(service_account_key=emulator_service_account_key(host))
+    if credentials_file() is not None:
+        return icechunk.gcs_credentials(from_env=True)
     return icechunk.gcs_credentials(anonymous=True)
+
+
+# --- dagster-gcp ---------------------------------------------------------------------------------
+
+
+def bind_gcs_resource(location, resource) -> None:
+    """Give a gs:// `Location` the identity of a dagster-gcp `GCSResource`.
+
+    The sensor's listing, the index and the failure log go through `location.fs`; seeding that
+    cached property with gcsfs built from ``resource.get_client()``'s project and credentials makes
+    the resource the one place a deployment configures them. Without any credentials (a public
+    source read from a laptop) google-cloud-storage refuses to build a client; gcsfs then reads
+    anonymously, as it would on its own.
+    """
+    if location.scheme != "gs" or emulator_host():
+        return
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        client = resource.get_client()
+    except DefaultCredentialsError:
+        return
+    location.__dict__["fs"] = filesystem_for_client(client)  # frozen dataclass: cached_property slot
