@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 import dagster as dg
 import icechunk
+from dagster_gcp import GCSResource
 
 from ismip6_assets.locations import ConfigError, Location, parse_location
 from ismip6_assets.sample_archive import write_sample_archive
@@ -18,10 +20,19 @@ class ArchiveResource(dg.ConfigurableResource):
 
     source_url: str
     store_url: str
+    # dagster-gcp: project and credentials for gs:// listings, the index and the failure log.
+    # None: GCSResource(project=$GOOGLE_CLOUD_PROJECT), used only when a location is gs://.
+    gcs: GCSResource | None = None
+
+    def _bind(self, location: Location) -> Location:
+        from ismip6_assets.gcs import bind_gcs_resource
+
+        bind_gcs_resource(location, self.gcs or GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT")))
+        return location
 
     @cached_property
     def source(self) -> Location:
-        source = parse_location(self.source_url, SOURCE_ENV)
+        source = self._bind(parse_location(self.source_url, SOURCE_ENV))
         if not source.exists():
             if self.source_url == default_source_url():
                 write_sample_archive(source.path)  # the embedded default works with zero configuration
@@ -31,11 +42,12 @@ class ArchiveResource(dg.ConfigurableResource):
 
     @cached_property
     def store(self) -> Location:
-        return parse_location(self.store_url, STORE_ENV)
+        return self._bind(parse_location(self.store_url, STORE_ENV))
 
     def repository(self) -> icechunk.Repository:
         return open_repository(self.store, self.source)
 
 
 def default_archive_resource() -> ArchiveResource:
-    return ArchiveResource(source_url=source_url(), store_url=store_url())
+    gcs = GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    return ArchiveResource(source_url=source_url(), store_url=store_url(), gcs=gcs)
