@@ -13,7 +13,10 @@ from ismip6_assets.sensors import archive_sensor
 
 
 def build_resources(archive: ArchiveResource) -> dict:
-    return {"archive": archive, "store_io_manager": StorePickleIOManager(store_url=archive.store_url)}
+    resources = {"archive": archive, "store_io_manager": StorePickleIOManager(store_url=archive.store_url)}
+    if archive.gcs is not None:  # dagster-gcp's client, shared with the archive's gs:// listings
+        resources["gcs"] = archive.gcs
+    return resources
 
 
 ASSETS = [file_index, virtual_dataset, icechunk_commit]
