@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,7 +203,35 @@ def commit_message(partition: PartitionKey, written: list[str], removed: list[st
     return "; ".join(parts) or f"Updated failure records of {partition.group}"
 
 
+COMMIT_ATTEMPTS = 6
+
+
 def commit_partition(
+    repo: icechunk.Repository,
+    partition: PartitionKey,
+    write: list[VirtualizedFile],
+    remove: list[str],
+    failures: list[FailureRecord],
+    remove_partition: bool = False,
+) -> tuple[str | None, str]:
+    """`_commit_once`, redone on the new branch head when a concurrent commit cannot be rebased.
+
+    Icechunk rebases disjoint changes itself; two writers that both create a parent group (sibling
+    experiments of a new model, or the root of a new store) or write the same partition conflict
+    and the rebase fails. Redoing the partition's writes on top of the other commit loses nothing:
+    the other writer's groups stay, and ours are rebuilt from the same plan. Backoff with jitter.
+    """
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return _commit_once(repo, partition, write, remove, failures, remove_partition)
+        except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
+            if attempt == COMMIT_ATTEMPTS:
+                raise RuntimeError(f"{partition}: commit conflicted {attempt} times with concurrent writers: {exc}") from exc
+            time.sleep(random.uniform(0.05, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _commit_once(
     repo: icechunk.Repository,
     partition: PartitionKey,
     write: list[VirtualizedFile],
