@@ -60,10 +60,12 @@ def credentials_file() -> str | None:
 def _filesystem(endpoint: str | None, token):
     import gcsfs
 
+    # No listings cache: the sensor must see a fresh listing every tick, and the "source changed
+    # while virtualizing" check must compare against the object's generation now, not a cached one.
     if endpoint:
-        return gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon")
+        return gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon", use_listings_cache=False)
     # token=None: gcsfs tries ADC, then the gcloud cache, then the metadata server, then anonymous.
-    return gcsfs.GCSFileSystem(token=token)
+    return gcsfs.GCSFileSystem(token=token, use_listings_cache=False)
 
 
 def gcs_filesystem(credentials=None):
@@ -164,7 +166,7 @@ def bind_gcs_resource(location, resource) -> None:
     source read from a laptop) google-cloud-storage refuses to build a client; gcsfs then reads
     anonymously, as it would on its own.
     """
-    if location.scheme != "gs" or emulator_host():
+    if location.scheme != "gs":
         return
     from google.auth.exceptions import DefaultCredentialsError
 
