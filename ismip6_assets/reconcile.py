@@ -8,6 +8,11 @@
 - stale: in both, but the store was built from other bytes (fingerprint differs)
 - failed: a failure is recorded for the file's current fingerprint
 - skipped: on the skip list
+- partition_gone: the store holds the partition, its archive folder is gone (its groups go next run)
+- no_files: nothing listed and nothing stored; the check fails because it compared nothing
+
+ERROR when the store is *behind* (missing, extra, stale, partition_gone) or nothing was compared;
+WARN when only failures remain: a run cannot fix those until the file's fingerprint changes.
 
 `refresh_requests` turns the same answer, for every partition at once, into the runs a sensor asks
 for: only partitions the store is behind on, each under a run key that names the archive and store
@@ -16,10 +21,9 @@ state it was asked for, so the same state never asks twice and a changed state a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import hashlib
 
 import pandas as pd
 
