@@ -1,0 +1,192 @@
+"""Throughput of the whole pipeline on an archive of the real archive's shape, in one run.
+
+    .venv/bin/python bench/throughput.py --scale 0.05     # ~1 min: 27 partitions, 617 files
+    .venv/bin/python bench/throughput.py                  # full shape: 439 partitions, 10,034 files
+
+Measures, each phase in a fresh subprocess (so its peak RSS is its own):
+
+- ``baseline``: the bare-library sequential loop: virtualize each file (`virtualize_file`, the same
+  fixes as the pipeline), write its group (``vds.vz.to_icechunk``), one ``session.commit`` per
+  partition; one process, no Dagster, no listing per partition, no check, no preview.
+- ``pipeline``: `ismip6_assets.runner.run_archive` through Dagster, in-process runs on an ephemeral
+  instance (as ``ismip6 run`` without DAGSTER_HOME), with its defaults; every partition must end OK.
+- ``refresh``: one file rewritten, then `run_archive` again on the same store.
+- ``reconcile``: `runner.reconcile_archive` of the whole store.
+- ``memory``: peak RSS of one pipeline run on archives of 3 partitions of N files, for several N.
+
+Prints files/s of both, their ratio, refresh and reconcile as % of the full run, peak memory, and
+writes ``bench/results/throughput-scale{S}.json``. Timings exclude interpreter start-up and imports.
+CPU seconds (user+sys of the phase's processes) are reported too: other load on the machine slows
+wall times of both paths, and shows up as load average in the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import shape  # noqa: E402
+
+
+def _cpu_and_rss() -> tuple[float, int, int]:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, me.ru_maxrss, kids.ru_maxrss
+
+
+def _measure(fn) -> dict:
+    cpu0 = _cpu_and_rss()[0]
+    start = time.perf_counter()
+    extra = fn() or {}
+    seconds = time.perf_counter() - start
+    cpu, rss_self, rss_kids = _cpu_and_rss()
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu - cpu0, 2), "peak_rss_mb": round(rss_self / 1024, 1),
+            "peak_rss_worker_mb": round(rss_kids / 1024, 1)} | extra
+
+
+def phase_baseline(source: str, store: str) -> dict:
+    from ismip6_assets.index import list_archive
+    from ismip6_assets.locations import parse_location
+    from ismip6_assets.store import open_repository
+    from ismip6_assets.virtualize import VirtualizedFile, virtualize_file
+
+    src = parse_location(source, "source")
+    repo = open_repository(parse_location(store, "store"), src)
+    rows = list_archive(src).rows
+    virtualize_file(rows.iloc[0].to_dict(), src.url)  # imports, as the pipeline's workers do once
+
+    def loop() -> dict:
+        n = failures = 0
+        for key, group in list_archive(src).rows.groupby("partition_key"):
+            session = repo.writable_session("main")
+            for row in group.to_dict("records"):
+                vf = virtualize_file(row, src.url)
+                if isinstance(vf, VirtualizedFile):
+                    vf.dataset.vz.to_icechunk(session.store, group=vf.group)
+                else:
+                    failures += 1
+                n += 1
+            session.commit(f"{key}: {len(group)} files")
+        return {"files": n, "failures": failures}
+
+    return _measure(loop)
+
+
+def _pipeline(source: str, store: str) -> dict:
+    import dagster as dg
+
+    from ismip6_assets.resources import ArchiveResource
+    from ismip6_assets.runner import run_archive
+
+    archive = ArchiveResource(source_url=source, store_url=store)
+    outcomes = run_archive(archive, dg.DagsterInstance.ephemeral())
+    statuses = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
+    return {"files": sum(o.files for o in outcomes), "partitions": len(outcomes), "runs": sum(o.ran for o in outcomes),
+            "written": sum(o.written for o in outcomes), "statuses": statuses}
+
+
+def phase_pipeline(source: str, store: str) -> dict:
+    import dagster  # noqa: F401 - imports outside the timing, like the baseline's
+    import ismip6_assets.runner  # noqa: F401
+
+    return _measure(lambda: _pipeline(source, store))
+
+
+def phase_reconcile(source: str, store: str) -> dict:
+    from ismip6_assets.locations import parse_location
+    from ismip6_assets.runner import reconcile_archive
+
+    def reconcile() -> dict:
+        diffs = reconcile_archive(parse_location(source, "source"), parse_location(store, "store"))
+        return {"partitions": len(diffs), "statuses": {s: sum(d.status == s for d in diffs) for s in {d.status for d in diffs}}}
+
+    return _measure(reconcile)
+
+
+PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile}
+
+
+def run_phase(name: str, source: Path, store: Path) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--phase", name, str(source), str(store)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def memory_vs_partition_size(workdir: Path, sizes=(10, 40, 160)) -> list[dict]:
+    """Peak RSS of a pipeline run on 3 partitions of `n` files each (one worker, in-process)."""
+    out = []
+    for n in sizes:
+        archive = workdir / f"memory-{n}"
+        shape.write_partitions(archive, partitions=3, files=n)
+        store = workdir / f"memory-{n}-store"
+        shutil.rmtree(store, ignore_errors=True)
+        result = run_phase("pipeline", archive, store)
+        out.append({"files_per_partition": n, "peak_rss_mb": result["peak_rss_mb"], "seconds": result["seconds"]})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real experiments per model (default 1: full shape)")
+    parser.add_argument("--workdir", type=Path, default=HERE.parent / "data" / "bench", help="archives and stores (git-ignored)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory-vs-partition-size runs")
+    parser.add_argument("--phase", nargs=3, metavar=("NAME", "SOURCE", "STORE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, source, store = args.phase
+        print(json.dumps(PHASES[name](source, store)))
+        os._exit(0)  # skip interpreter teardown of native extensions (see cli.entry)
+
+    workdir = args.workdir.resolve()
+    archive = workdir / f"archive-scale{args.scale:g}"
+    t = time.perf_counter()
+    archive_shape = shape.write_archive(archive, args.scale)
+    print(f"archive {archive}: {archive_shape['partitions']} partitions, {archive_shape['files']} files ({time.perf_counter() - t:.0f} s)", flush=True)
+    result = {"command": f"bench/throughput.py --scale {args.scale:g}", "archive": archive_shape, "cpus": os.cpu_count(),
+              "load_before": [round(x, 2) for x in os.getloadavg()],
+              "env": {k: v for k, v in os.environ.items() if k in ("ISMIP6_EXECUTOR", "ISMIP6_PARTITION_WORKERS")}}
+    stores = {name: workdir / f"store-scale{args.scale:g}-{name}" for name in ("baseline", "pipeline")}
+    for store in stores.values():
+        shutil.rmtree(store, ignore_errors=True)
+    for name in ("baseline", "pipeline"):
+        result[name] = run_phase(name, archive, stores[name])
+        r = result[name]
+        r["files_per_s"] = round(r["files"] / r["seconds"], 1)
+        print(f"{name:<9} {r['files']} files in {r['seconds']:.1f} s = {r['files_per_s']} files/s, cpu {r['cpu_seconds']} s, "
+              f"peak RSS {r['peak_rss_mb']} MB (workers {r['peak_rss_worker_mb']} MB)", flush=True)
+    assert result["pipeline"]["statuses"] == {"OK": archive_shape["partitions"]}, result["pipeline"]["statuses"]
+    result["ratio"] = round(result["pipeline"]["files_per_s"] / result["baseline"]["files_per_s"], 2)
+    print(f"ratio     pipeline / baseline = {result['ratio']}x", flush=True)
+
+    touched = shape.touch_one(archive)
+    try:
+        result["refresh"] = run_phase("refresh", archive, stores["pipeline"])
+    finally:
+        shape.restore_one(touched)
+    result["reconcile"] = run_phase("reconcile", archive, stores["pipeline"])
+    full = result["pipeline"]["seconds"]
+    for name in ("refresh", "reconcile"):
+        result[name]["percent_of_full_run"] = round(100 * result[name]["seconds"] / full, 2)
+        print(f"{name:<9} {result[name]['seconds']:.2f} s = {result[name]['percent_of_full_run']}% of the full run", flush=True)
+    if not args.no_memory:
+        result["memory_vs_partition_size"] = memory_vs_partition_size(workdir)
+        print("memory    " + ", ".join(f"{m['files_per_partition']} files/partition: {m['peak_rss_mb']} MB" for m in result["memory_vs_partition_size"]))
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    out = HERE / "results" / f"throughput-scale{args.scale:g}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out} (load average before {result['load_before']}, after {result['load_after']})")
+
+
+if __name__ == "__main__":
+    main()
