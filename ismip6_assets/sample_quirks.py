@@ -8,6 +8,7 @@ the names from here and state the dates, grids and failures they expect on their
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,13 @@ def _path(partition: str, variable: str, prefix: str = "") -> str:
 
 
 def _field(
-    variable: str, time: np.ndarray, time_attrs: dict, n: int = 31, xy: str = "standard", ocean: float = np.nan, span=(100.0, 3000.0)
+    variable: str, time, time_attrs: dict, n: int = 31, xy: str = "standard", ocean: float = np.nan, span=(100.0, 3000.0)
 ) -> xr.Dataset:
-    """A field on an ``n``-point grid; ``xy``: ``standard`` x/y, ``missing`` (dims nx/ny), ``duplicated``, ``shifted``."""
+    """A field on an ``n``-point grid with ``ocean`` outside the ice sheet.
+
+    ``xy``: ``standard`` x/y, ``missing`` (dims ``nx``/``ny``), ``duplicated`` values, or ``shifted``
+    (a correct regular grid 500 m off the standard one).
+    """
     rng = np.random.default_rng(len(variable) * 7919 + n)
     values = rng.uniform(*span, (len(time), n, n)).astype("float32")
     yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
@@ -51,9 +56,10 @@ def _field(
     return xr.Dataset({variable: (dims, values, {"units": "m"})}, coords=coords)
 
 
-def _scalar(variable: str, time: np.ndarray, time_attrs: dict) -> xr.Dataset:
+def _scalar(variable: str, time, time_attrs: dict) -> xr.Dataset:
     data = 2.6e19 + np.arange(len(time), dtype="float64") * 1e16
-    return xr.Dataset({variable: ("time", data, {"units": "kg"})}, coords={"time": ("time", np.asarray(time, dtype="float64"), time_attrs)})
+    time = ("time", np.asarray(time, dtype="float64"), time_attrs)
+    return xr.Dataset({variable: ("time", data, {"units": "kg"})}, coords={"time": time})
 
 
 def _write(ds: xr.Dataset, path: Path, fmt: str = "NETCDF4", contiguous: bool = False, unlimited: bool = False) -> None:
@@ -66,81 +72,105 @@ def _write(ds: xr.Dataset, path: Path, fmt: str = "NETCDF4", contiguous: bool = 
 
 YEARS = np.arange(N_TIMES) * 365.0
 DAYS_365 = {"units": "days since 2015-01-01", "calendar": "365_day"}
+SCALARS = {"lim", "limnsw", "iareagr", "iareafl"}
+PACKED = "day as %Y%m%d.%f"
 
 
-def _time_quirks() -> dict[str, tuple[str, Callable[[Path], None]]]:
-    t = TIME_PARTITION
-    return {
-        # Epoch 2010, so that reading the file as unit-less (the typo ignored) would land in 2005.
-        "time_unit_typo": (_path(t, "lithk"), lambda p: _write(_field("lithk", YEARS + 1825, {"unit": "days since 2010-01-01", "calendar": "365_day"}), p)),
-        "time_epoch_day_month_year": (_path(t, "orog"), lambda p: _write(_field("orog", YEARS, {"units": "days since 1-1-2015", "calendar": "365_day"}), p)),
-        "time_epoch_day_zero": (_path(t, "topg"), lambda p: _write(_field("topg", YEARS, {"units": "days since 2015-1-0", "calendar": "365_day"}), p)),
-        "time_epoch_day_zero_padded": (_path(t, "base"), lambda p: _write(_field("base", YEARS, {"units": "days since 2015-01-00", "calendar": "365_day"}), p)),
-        "time_calendar_missing": (_path(t, "acabf"), lambda p: _write(_field("acabf", YEARS + 182.5, {"units": "days since 2015-01-01"}), p)),
-        "time_360_day_feb_30": (_path(t, "sftgif"), lambda p: _write(_field("sftgif", np.array([0.0, 59.0, 360.0, 419.0]), {"units": "days since 2015-01-01", "calendar": "360_day"}), p)),
-        "time_seconds_since": (_path(t, "xvelmean"), lambda p: _write(_field("xvelmean", YEARS * 86400, {"units": "seconds since 2015-01-01 00:00:00", "calendar": "365_day"}), p)),
-        "time_months_since": (_path(t, "yvelmean"), lambda p: _write(_field("yvelmean", np.array([0.0, 12.0, 18.0, 24.0]), {"units": "months since 2015-01-01", "calendar": "360_day"}), p)),
-        "time_gregorian_365_day_steps": (_path(t, "strbasemag"), lambda p: _write(_field("strbasemag", YEARS + 365.0, {"units": "days since 2015-01-01", "calendar": "gregorian"}), p)),
-        "time_units_missing_offsets": (_path(UNITLESS_PARTITION, "lithk"), lambda p: _write(_field("lithk", YEARS, {}), p)),
-        "time_units_missing_days_since_2000": (_path(UNITLESS_PARTITION, "orog"), lambda p: _write(_field("orog", np.array([5479.0, 5844.0]), {}), p)),
-        "time_packed_dates": (_path(PACKED_PARTITION, "lithk"), lambda p: _write(_field("lithk", np.array([20150101.0, 20160701.0, 20161301.0, 20170101.5]), {"units": "day as %Y%m%d.%f"}), p)),
-        "time_packed_day_offsets": (_path(PACKED_PARTITION, "orog"), lambda p: _write(_field("orog", np.array([0.0, 365.0, 31301.0]), {"units": "day as %Y%m%d.%f"}), p)),
-        "time_garbage_nan": (_path(GARBAGE_PARTITION, "lim"), lambda p: _write(_scalar("lim", np.array([0.0, np.nan, 730.0]), DAYS_365), p)),
-        "time_garbage_huge": (_path(GARBAGE_PARTITION, "limnsw"), lambda p: _write(_scalar("limnsw", np.array([0.0, 1e219, 730.0]), DAYS_365), p)),
-        "time_garbage_denormal": (_path(GARBAGE_PARTITION, "iareagr"), lambda p: _write(_scalar("iareagr", np.array([2.31e-310, 365.0, 730.0]), DAYS_365), p)),
-        "time_garbage_inf": (_path(GARBAGE_PARTITION, "iareafl"), lambda p: _write(_scalar("iareafl", np.array([0.0, 365.0, np.inf]), DAYS_365), p)),
-    }
+def _cf(units: str, calendar: str | None = "365_day") -> dict:
+    return {"units": units} | ({"calendar": calendar} if calendar else {})
 
 
-def _grid_quirks() -> dict[str, tuple[str, Callable[[Path], None]]]:
-    g, times = GRID_PARTITION, YEARS[:2]
-    return {
-        "grid_missing_xy": (_path(g, "lithk"), lambda p: _write(_field("lithk", times, DAYS_365, n=191, xy="missing"), p)),
-        "grid_duplicated_xy": (_path(g, "orog"), lambda p: _write(_field("orog", times, DAYS_365, n=191, xy="duplicated"), p)),
-        "grid_missing_xy_snapped": (_path(g, "topg"), lambda p: _write(_field("topg", times, DAYS_365, n=192, xy="missing"), p)),
-        "grid_correct_xy": (_path(g, "base"), lambda p: _write(_field("base", times, DAYS_365, n=191, xy="shifted"), p)),
-        "grid_missing_xy_ucijpl": (_path(UCIJPL_PARTITION, "lithk", prefix="exp12"), lambda p: _write(_field("lithk", times, DAYS_365, n=191, xy="missing"), p, contiguous=True)),
-    }
+# quirk: (partition, variable, time values, time attributes)
+TIME_QUIRKS = {
+    # Epoch 2010, so that reading the file as unit-less (the typo ignored) would land in 2005.
+    "time_unit_typo": (TIME_PARTITION, "lithk", YEARS + 1825, {"unit": "days since 2010-01-01", "calendar": "365_day"}),
+    "time_epoch_day_month_year": (TIME_PARTITION, "orog", YEARS, _cf("days since 1-1-2015")),
+    "time_epoch_day_zero": (TIME_PARTITION, "topg", YEARS, _cf("days since 2015-1-0")),
+    "time_epoch_day_zero_padded": (TIME_PARTITION, "base", YEARS, _cf("days since 2015-01-00")),
+    "time_calendar_missing": (TIME_PARTITION, "acabf", YEARS + 182.5, _cf("days since 2015-01-01", None)),
+    "time_360_day_feb_30": (TIME_PARTITION, "sftgif", [0.0, 59.0, 360.0, 419.0], _cf("days since 2015-01-01", "360_day")),
+    "time_seconds_since": (TIME_PARTITION, "xvelmean", YEARS * 86400, _cf("seconds since 2015-01-01 00:00:00")),
+    "time_months_since": (TIME_PARTITION, "yvelmean", [0.0, 12.0, 18.0, 24.0], _cf("months since 2015-01-01", "360_day")),
+    "time_gregorian_365_day_steps": (TIME_PARTITION, "strbasemag", YEARS + 365.0, _cf("days since 2015-01-01", "gregorian")),
+    "time_units_missing_offsets": (UNITLESS_PARTITION, "lithk", YEARS, {}),
+    "time_units_missing_days_since_2000": (UNITLESS_PARTITION, "orog", [5479.0, 5844.0], {}),
+    "time_packed_dates": (PACKED_PARTITION, "lithk", [20150101.0, 20160701.0, 20161301.0, 20170101.5], {"units": PACKED}),
+    "time_packed_day_offsets": (PACKED_PARTITION, "orog", [0.0, 365.0, 31301.0], {"units": PACKED}),
+    "time_garbage_nan": (GARBAGE_PARTITION, "lim", [0.0, np.nan, 730.0], DAYS_365),
+    "time_garbage_huge": (GARBAGE_PARTITION, "limnsw", [0.0, 1e219, 730.0], DAYS_365),
+    "time_garbage_denormal": (GARBAGE_PARTITION, "iareagr", [2.31e-310, 365.0, 730.0], DAYS_365),
+    "time_garbage_inf": (GARBAGE_PARTITION, "iareafl", [0.0, 365.0, np.inf], DAYS_365),
+}
+# quirk: (partition, variable, grid size, x/y kind, file name prefix)
+GRID_QUIRKS = {
+    "grid_missing_xy": (GRID_PARTITION, "lithk", 191, "missing", ""),
+    "grid_duplicated_xy": (GRID_PARTITION, "orog", 191, "duplicated", ""),
+    "grid_missing_xy_snapped": (GRID_PARTITION, "topg", 192, "missing", ""),
+    "grid_correct_xy": (GRID_PARTITION, "base", 191, "shifted", ""),
+    "grid_missing_xy_ucijpl": (UCIJPL_PARTITION, "lithk", 191, "missing", "exp12"),  # contiguous, like all UCIJPL
+}
+# quirk: (partition, variable, file format, options of `_write`)
+FORMAT_QUIRKS = {
+    "netcdf3_classic": (FORMATS_PARTITION, "lithk", "NETCDF3_CLASSIC", {"unlimited": True}),
+    "netcdf3_64bit_offset": (FORMATS_PARTITION, "orog", "NETCDF3_64BIT", {}),
+    "netcdf3_cdf5": (FORMATS_PARTITION, "topg", "NETCDF3_64BIT_DATA", {}),
+    "netcdf4_beside_netcdf3": (FORMATS_PARTITION, "acabf", "NETCDF4", {}),
+    "contiguous_netcdf4": (CONTIGUOUS_PARTITION, "lithk", "NETCDF4", {"contiguous": True}),
+    "contiguous_netcdf3": (CONTIGUOUS_PARTITION, "orog", "NETCDF3_CLASSIC", {}),
+    "broken_good_neighbour": (BROKEN_PARTITION, "lithk", "NETCDF4", {}),
+    "broken_truncated_hdf5": (BROKEN_PARTITION, "topg", "NETCDF4", {"keep": 0.5}),
+    "broken_netcdf3_records_past_eof": (BROKEN_PARTITION, "acabf", "NETCDF3_CLASSIC", {"unlimited": True, "keep": 0.7}),
+    "skipped_folder": (SKIPPED_PARTITION, "lithk", "NETCDF4", {}),
+}
+# quirk: (partition, variable, raw bytes) of files that are not NetCDF at all
+RAW_QUIRKS = {
+    "broken_zero_bytes": (BROKEN_PARTITION, "orog", b""),
+    "broken_not_netcdf": (BROKEN_PARTITION, "base", b"<html><body>404 Not Found</body></html>\n"),
+}
+# quirk: (partition, variable, ocean value, data range, time offset)
+SENTINEL_QUIRKS = {
+    "sentinel_zero": (SENTINEL_PARTITION, "lithk", 0.0, (100.0, 3000.0), 0.0),
+    "sentinel_1e20": (SENTINEL_PARTITION, "orog", 1e20, (100.0, 3000.0), 0.0),
+    "sentinel_none": (SENTINEL_PARTITION, "topg", np.nan, (100.0, 3000.0), 0.0),
+    "sentinel_inside_data_range": (SENTINEL_PARTITION, "acabf", 0.0, (-1.0, 1.0), 182.5),
+}
 
 
-def _format_quirks() -> dict[str, tuple[str, Callable[[Path], None]]]:
-    f, c, b = FORMATS_PARTITION, CONTIGUOUS_PARTITION, BROKEN_PARTITION
-    field = lambda v: _field(v, YEARS, DAYS_365)  # noqa: E731
-    return {
-        "netcdf3_classic": (_path(f, "lithk"), lambda p: _write(field("lithk"), p, "NETCDF3_CLASSIC", unlimited=True)),
-        "netcdf3_64bit_offset": (_path(f, "orog"), lambda p: _write(field("orog"), p, "NETCDF3_64BIT")),
-        "netcdf3_cdf5": (_path(f, "topg"), lambda p: _write(field("topg"), p, "NETCDF3_64BIT_DATA")),
-        "netcdf4_beside_netcdf3": (_path(f, "acabf"), lambda p: _write(field("acabf"), p)),
-        "contiguous_netcdf4": (_path(c, "lithk"), lambda p: _write(field("lithk"), p, contiguous=True)),
-        "contiguous_netcdf3": (_path(c, "orog"), lambda p: _write(field("orog"), p, "NETCDF3_CLASSIC")),
-        "broken_good_neighbour": (_path(b, "lithk"), lambda p: _write(field("lithk"), p)),
-        "broken_zero_bytes": (_path(b, "orog"), lambda p: p.write_bytes(b"")),
-        "broken_truncated_hdf5": (_path(b, "topg"), lambda p: _truncate(p, lambda q: _write(field("topg"), q), keep=0.5)),
-        "broken_not_netcdf": (_path(b, "base"), lambda p: p.write_text("<html><body>404 Not Found</body></html>\n")),
-        "broken_netcdf3_records_past_eof": (_path(b, "acabf"), lambda p: _truncate(p, lambda q: _write(field("acabf"), q, "NETCDF3_CLASSIC", unlimited=True), keep=0.7)),
-        "skipped_folder": (_path(SKIPPED_PARTITION, "lithk"), lambda p: _write(field("lithk"), p)),
-    }
+def _time_file(variable: str, time, attrs: dict, path: Path) -> None:
+    time = np.asarray(time, dtype="float64")
+    _write(_scalar(variable, time, attrs) if variable in SCALARS else _field(variable, time, attrs), path)
 
 
-def _truncate(path: Path, write: Callable[[Path], None], keep: float) -> None:
-    write(path)
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
+def _grid_file(variable: str, n: int, xy: str, contiguous: bool, path: Path) -> None:
+    _write(_field(variable, YEARS[:2], DAYS_365, n=n, xy=xy), path, contiguous=contiguous)
 
 
-def _sentinel_quirks() -> dict[str, tuple[str, Callable[[Path], None]]]:
-    s, times = SENTINEL_PARTITION, YEARS[:3]
-    return {
-        "sentinel_zero": (_path(s, "lithk"), lambda p: _write(_field("lithk", times, DAYS_365, ocean=0.0), p)),
-        "sentinel_1e20": (_path(s, "orog"), lambda p: _write(_field("orog", times, DAYS_365, ocean=1e20), p)),
-        "sentinel_none": (_path(s, "topg"), lambda p: _write(_field("topg", times, DAYS_365), p)),
-        "sentinel_inside_data_range": (_path(s, "acabf"), lambda p: _write(_field("acabf", times + 182.5, DAYS_365, ocean=0.0, span=(-1.0, 1.0)), p)),
-    }
+def _sentinel_file(variable: str, ocean: float, span: tuple[float, float], offset: float, path: Path) -> None:
+    _write(_field(variable, YEARS[:3] + offset, DAYS_365, ocean=ocean, span=span), path)
+
+
+def _format_file(variable: str, fmt: str, options: dict, path: Path) -> None:
+    keep = options.pop("keep", None)
+    _write(_field(variable, YEARS, DAYS_365), path, fmt, **options)
+    if keep is not None:  # cut the file short: the header still promises every byte
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * keep)])
 
 
 def quirk_writers() -> dict[str, tuple[str, Callable[[Path], None]]]:
     """Quirk name → (path under ``Projection-AIS``, writer of that file)."""
-    return _time_quirks() | _grid_quirks() | _format_quirks() | _sentinel_quirks()
+    writers = {}
+    for name, (partition, variable, time, attrs) in TIME_QUIRKS.items():
+        writers[name] = (_path(partition, variable), partial(_time_file, variable, time, attrs))
+    for name, (partition, variable, n, xy, prefix) in GRID_QUIRKS.items():
+        writers[name] = (_path(partition, variable, prefix), partial(_grid_file, variable, n, xy, bool(prefix)))
+    for name, (partition, variable, fmt, options) in FORMAT_QUIRKS.items():
+        writers[name] = (_path(partition, variable), partial(_format_file, variable, fmt, dict(options)))
+    for name, (partition, variable, raw) in RAW_QUIRKS.items():
+        writers[name] = (_path(partition, variable), partial(Path.write_bytes, data=raw))
+    for name, (partition, variable, ocean, span, offset) in SENTINEL_QUIRKS.items():
+        writers[name] = (_path(partition, variable), partial(_sentinel_file, variable, ocean, span, offset))
+    return writers
 
 
 QUIRK_FILES = {name: relpath for name, (relpath, _) in quirk_writers().items()}

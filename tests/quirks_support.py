@@ -35,7 +35,8 @@ class QuirkStore:
 
     def group(self, quirk: str) -> xr.Dataset:
         """The quirk's store group, opened the way a user would (decode_times=True)."""
-        return open_group(open_plain_repo(self.store, self.archive), parse_archive_path(f"Projection-AIS/{QUIRK_FILES[quirk]}").group)
+        group = parse_archive_path(f"Projection-AIS/{QUIRK_FILES[quirk]}").group
+        return open_group(open_plain_repo(self.store, self.archive), group)
 
     def source(self, quirk: str) -> xr.Dataset:
         """The source file as written, undecoded."""

@@ -15,8 +15,14 @@ def quirks(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("quirk", "variable", "kind"),
-    [("sentinel_zero", "lithk", "ST"), ("sentinel_1e20", "orog", "ST"), ("sentinel_inside_data_range", "acabf", "FL"), ("time_garbage_nan", "lim", "ST"),
-     ("grid_missing_xy_ucijpl", "lithk", "ST"), ("time_calendar_missing", "acabf", "FL")],
+    [
+        ("sentinel_zero", "lithk", "ST"),
+        ("sentinel_1e20", "orog", "ST"),
+        ("sentinel_inside_data_range", "acabf", "FL"),
+        ("time_garbage_nan", "lim", "ST"),
+        ("grid_missing_xy_ucijpl", "lithk", "ST"),
+        ("time_calendar_missing", "acabf", "FL"),
+    ],
 )
 def test_variable_group_carries_its_ismip6_type_and_source_url(quirks, quirk, variable, kind):
     stored = quirks.group(quirk)

@@ -30,7 +30,12 @@ EXPECTED_DATES = {
     "time_packed_dates": [(2015, 1, 1, 0), (2016, 7, 1, 0), (2017, 1, 1, 0), (2017, 1, 1, 12)],  # month 13 → next Jan
     "time_packed_day_offsets": [(2015, 1, 1, 0), (2016, 1, 1, 0), (2100, 10, 4, 0)],  # 365_day offsets from 2015
 }
-GARBAGE = {"time_garbage_nan": "nan", "time_garbage_huge": "1e+219", "time_garbage_denormal": "2.31e-310", "time_garbage_inf": "inf"}
+GARBAGE = {
+    "time_garbage_nan": "nan",
+    "time_garbage_huge": "1e+219",
+    "time_garbage_denormal": "2.31e-310",
+    "time_garbage_inf": "inf",
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,8 @@ def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, ins
 
     archive = copy_partition(quirks.archive, tmp_path / "archive", GARBAGE_PARTITION)
     instance.add_dynamic_partitions("model_experiment", [GARBAGE_PARTITION])
-    outcome = run_partition(ArchiveResource(source_url=str(archive), store_url=str(tmp_path / "store")), instance, GARBAGE_PARTITION)
+    resource = ArchiveResource(source_url=str(archive), store_url=str(tmp_path / "store"))
+    outcome = run_partition(resource, instance, GARBAGE_PARTITION)
 
     assert outcome.status == "OK" and outcome.written == 4 and outcome.failures == 0
     event = instance.get_latest_materialization_event(dg.AssetKey("virtual_dataset"))

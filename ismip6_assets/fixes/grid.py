@@ -78,7 +78,8 @@ class StandardGrid:
             return ds
         x, y = standard_axis(ds.sizes[xdim]), standard_axis(ds.sizes[ydim])
         if x is None or y is None:
-            report.warnings.append(f"grid {ds.sizes[ydim]}x{ds.sizes[xdim]} has no usable x/y and matches no standard ISMIP6 grid")
+            size = f"{ds.sizes[ydim]}x{ds.sizes[xdim]}"
+            report.warnings.append(f"grid {size} has no usable x/y and matches no standard ISMIP6 grid")
             return ds
         had = "duplicated" if xname in ds.variables or yname in ds.variables else "missing"
         # Old coordinate variables (and index variables named like the dims) go before the rename.

@@ -96,7 +96,8 @@ class NormalizeTime:
         for name in names:
             var = ds[name]
             attrs = {_CF_TIME_ATTRS.get(k, k): v for k, v in var.attrs.items()}
-            ds = ds.assign_coords({name: (var.dims, var.values, attrs)}) if name in ds.coords else ds.assign({name: (var.dims, var.values, attrs)})
+            replacement = {name: (var.dims, var.values, attrs)}
+            ds = ds.assign_coords(replacement) if name in ds.coords else ds.assign(replacement)
             ds[name].encoding = {k: v for k, v in var.encoding.items() if k in ("dtype", "_FillValue")}
         report.warn(ds, "garbage_time", f"time left undecoded: {reason}")
         return ds

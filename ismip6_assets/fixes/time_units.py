@@ -107,7 +107,8 @@ def _since(units: str, values: np.ndarray, calendar: str) -> TimeDecoding:
         month_days = {(d.month, d.day) for d in decoding.dates(values)}
         if len(month_days) > 1:  # drifts across leap days in gregorian: the steps were 365_day years
             start = first.strftime("%Y-%m-%d %H:%M:%S")
-            return TimeDecoding(f"days since {start}", DEFAULT_CALENDAR, [*quirks, "time_gregorian_365_day_steps"], shift=values[0])
+            quirks = [*quirks, "time_gregorian_365_day_steps"]
+            return TimeDecoding(f"days since {start}", DEFAULT_CALENDAR, quirks, shift=values[0])
     return decoding
 
 
