@@ -94,6 +94,7 @@ TIME_QUIRKS = {
     "time_gregorian_365_day_steps": (TIME_PARTITION, "strbasemag", YEARS + 365.0, _cf("days since 2015-01-01", "gregorian")),
     "time_units_missing_offsets": (UNITLESS_PARTITION, "lithk", YEARS, {}),
     "time_units_missing_days_since_2000": (UNITLESS_PARTITION, "orog", [5479.0, 5844.0], {}),
+    "time_units_missing_ambiguous": (UNITLESS_PARTITION, "topg", [1000.0, 1365.0], {}),  # fits no rule: refused
     "time_packed_dates": (PACKED_PARTITION, "lithk", [20150101.0, 20160701.0, 20161301.0, 20170101.5], {"units": PACKED}),
     "time_packed_day_offsets": (PACKED_PARTITION, "orog", [0.0, 365.0, 31301.0], {"units": PACKED}),
     "time_garbage_nan": (GARBAGE_PARTITION, "lim", [0.0, np.nan, 730.0], DAYS_365),

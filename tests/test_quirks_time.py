@@ -64,6 +64,14 @@ def test_garbage_time_is_left_alone_with_a_warning(quirks, quirk):
     np.testing.assert_array_equal(stored[variable].values, source[variable].values)
 
 
+def test_unitless_time_that_fits_no_rule_is_refused_not_guessed(quirks):
+    # Neither a day of 2015 nor a year start in days since 2000: a guess could land decades off.
+    stored, source = quirks.group("time_units_missing_ambiguous"), quirks.source("time_units_missing_ambiguous")
+    assert stored["time"].dtype == np.float64
+    np.testing.assert_array_equal(stored["time"].values, source["time"].values)
+    assert "time left undecoded" in stored.attrs["ismip6_warning"] and "no units" in stored.attrs["ismip6_warning"]
+
+
 @pytest.mark.slow
 def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, instance):
     import dagster as dg
