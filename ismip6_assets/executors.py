@@ -31,6 +31,8 @@ DEFAULT_SPEC = "processes"
 # Below this many files a partition is virtualized inline unless a pool is already running: a pool
 # start (~1.5 s) costs more than it saves on ~23 files at ~18 ms each.
 POOL_MIN_FILES = 100
+# dask:// means tcp://; the others are Dask's own comm schemes (inproc: a LocalCluster in this process).
+DASK_SCHEMES = ("dask", "tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,13 @@ class ExecutorSpec:
 
 
 def parse_spec(text: str | None) -> ExecutorSpec:
-    """Parse ``serial``, ``threads[:N]``, ``processes[:N]``, ``dask://HOST:PORT`` or ``tcp://HOST:PORT``."""
+    """Parse ``serial``, ``threads[:N]``, ``processes[:N]`` or a Dask scheduler address (``dask://HOST:PORT``)."""
     text = (text or DEFAULT_SPEC).strip()
-    if text.startswith(("dask://", "tcp://", "tls://")):
-        address = "tcp://" + text.removeprefix("dask://") if text.startswith("dask://") else text
-        if address.rstrip("/").endswith("://"):
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme in DASK_SCHEMES:
+        if not rest.strip("/"):
             raise ConfigError(f"{EXECUTOR_ENV}={text!r}: give the scheduler as dask://HOST:PORT")
-        return ExecutorSpec("dask", address=address.rstrip("/"))
+        return ExecutorSpec("dask", address=f"{'tcp' if scheme == 'dask' else scheme}://{rest.rstrip('/')}")
     kind, _, n = text.partition(":")
     if kind not in ("serial", "threads", "processes"):
         raise ConfigError(f"{EXECUTOR_ENV}={text!r}: use serial, threads[:N], processes[:N] or dask://HOST:PORT")

@@ -1,0 +1,101 @@
+"""Per-file virtualization through any configured executor gives the same virtual datasets."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ismip6_assets import executors, virtualize
+from ismip6_assets.executors import ExecutorSpec, executor_for, make_executor, parse_spec
+from ismip6_assets.index import list_archive
+from ismip6_assets.locations import ConfigError, parse_location
+from ismip6_assets.runner import run_partition
+from ismip6_assets.virtualize import virtualize_rows
+from tests.conftest import open_group, open_plain_repo
+
+
+@pytest.mark.parametrize(
+    "text, spec",
+    [
+        (None, ExecutorSpec("processes")),
+        ("serial", ExecutorSpec("serial")),
+        ("threads:8", ExecutorSpec("threads", 8)),
+        ("processes:2", ExecutorSpec("processes", 2)),
+        ("dask://sched:8786", ExecutorSpec("dask", address="tcp://sched:8786")),
+        ("tcp://10.0.0.1:8786", ExecutorSpec("dask", address="tcp://10.0.0.1:8786")),
+    ],
+)
+def test_spec_parsing(text, spec):
+    assert parse_spec(text) == spec
+
+
+@pytest.mark.parametrize("text", ["fibers", "threads:0", "processes:x", "dask://"])
+def test_bad_spec_names_the_setting(text):
+    with pytest.raises(ConfigError, match="ISMIP6_EXECUTOR"):
+        parse_spec(text)
+
+
+def test_small_batches_stay_inline_until_a_pool_runs(monkeypatch):
+    monkeypatch.setattr(executors, "_shared", {})
+    assert executor_for(23, ExecutorSpec("processes")) is None
+    assert executor_for(23, ExecutorSpec("serial")) is None
+    assert executor_for(executors.POOL_MIN_FILES, ExecutorSpec("threads", 2)) is not None
+
+
+def _summary(result) -> list[tuple]:
+    return sorted(
+        (f.url, f.group, f.fingerprint, f.chunk_refs, sorted(f.dataset.variables), f.dataset.attrs["ismip6_source_url"]) for f in result.files
+    ) + sorted((f.url, f.error) for f in result.failures)
+
+
+@pytest.fixture
+def rows_and_source(archive_dir):
+    source = parse_location(str(archive_dir), "source")
+    return list_archive(source).rows.to_dict("records"), source
+
+
+@pytest.mark.parametrize("spec", [ExecutorSpec("threads", 2), ExecutorSpec("processes", 2)], ids=str)
+def test_local_executors_match_serial(spec, rows_and_source):
+    rows, source = rows_and_source
+    expected = _summary(virtualize_rows(rows, source))
+    executor = make_executor(spec)
+    try:
+        assert _summary(virtualize_rows(rows, source, executor=executor)) == expected
+    finally:
+        executor.shutdown()
+
+
+CALLS: list[str] = []
+_ORIGINAL = virtualize.virtualize_file
+
+
+def _recording_virtualize_file(row, source_url):
+    CALLS.append(threading.current_thread().name)
+    return _ORIGINAL(row, source_url)
+
+
+def test_dask_cluster_virtualizes_and_a_partition_commits_through_it(rows_and_source, archive, archive_dir, store_dir, instance, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    rows, source = rows_and_source
+    expected = _summary(virtualize_rows(rows, source))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        spec = parse_spec(cluster.scheduler_address)
+        assert spec.kind == "dask"
+        monkeypatch.setenv("ISMIP6_EXECUTOR", cluster.scheduler_address)
+        try:
+            # The library through the executor the configuration names.
+            assert _summary(virtualize_rows(rows, source, executor=executor_for(len(rows)))) == expected
+            # And one partition through Dagster, its files virtualized on the cluster's worker threads
+            # (processes=False: the workers share this process, so the recorder sees their calls).
+            monkeypatch.setattr(virtualize, "virtualize_file", _recording_virtualize_file)
+            CALLS.clear()
+            key = "AWI/PISM1/exp05"
+            instance.add_dynamic_partitions("model_experiment", [key])
+            outcome = run_partition(archive, instance, key)
+            assert outcome.status == "OK" and outcome.written == 4, outcome
+            assert len(CALLS) == 4 and threading.main_thread().name not in CALLS, CALLS
+        finally:
+            executors.shutdown_shared()
+    ds = open_group(open_plain_repo(store_dir, archive_dir), "AWI_PISM1/exp05/lithk")
+    assert ds["lithk"].shape[0] == 3
