@@ -31,7 +31,8 @@ UNTOUCHED = "ULB/fETISh_16km/expA6"
 
 def tick(archive, instance, cursor):
     """One sensor evaluation; applies its partition requests to the instance as the daemon does."""
-    result = archive_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"archive": archive}))
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"archive": archive}) as context:
+        result = archive_sensor(context)
     added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
     if added:
         instance.add_dynamic_partitions("model_experiment", added)
@@ -136,6 +137,7 @@ def test_six_faults_are_found_requested_and_repaired(archive, archive_dir, store
     assert run_partition(archive, instance, CORRUPTED).status == "OK"
     again = run_partition(archive, instance, CORRUPTED)
     assert again.written == 0 and again.commit_id == ""  # the second run after a fault has nothing to do
+    assert ismip6(["reconcile", "--source", str(archive_dir), "--store", str(store_dir)]) == 0  # caught up
 
     # Untouched partitions got no commit: every commit since the full run names an affected one.
     touched = []

@@ -15,7 +15,9 @@ PARTITIONS = [
 
 
 def evaluate(archive, instance, cursor):
-    return archive_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"archive": archive}))
+    # A context manager: ArchiveResource holds a nested resource that must be set up and torn down.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"archive": archive}) as context:
+        return archive_sensor(context)
 
 
 def test_first_start_adds_every_partition_and_requests_runs_in_bounded_batches(archive, instance, monkeypatch):
