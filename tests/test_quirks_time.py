@@ -87,3 +87,21 @@ def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, ins
     assert outcome.status == "OK" and outcome.written == 4 and outcome.failures == 0
     event = instance.get_latest_materialization_event(dg.AssetKey("virtual_dataset"))
     assert event.asset_materialization.metadata["files_with_warnings"].value == 4
+
+
+@pytest.mark.parametrize(
+    ("epoch", "repaired"),
+    [("1-1-2015", "2015-01-01"), ("2015-1-0", "2015-01-01"), ("2015-01-00 00:00:00", "2015-01-01 00:00:00"), ("2015-7-1", "2015-07-01")],
+)
+def test_epoch_repair(epoch, repaired):
+    from ismip6_assets.fixes.time_units import repair_epoch
+
+    assert repair_epoch(epoch)[0] == repaired
+
+
+def test_unitless_steps_under_a_month_are_refused():
+    from ismip6_assets.fixes.time_units import UndecodableTime, time_decoding
+
+    # 0, 1, 2, … may count years; read as days they would end in 2015 instead of 2100.
+    with pytest.raises(UndecodableTime, match="steps under a month"):
+        time_decoding(np.arange(86.0), {})

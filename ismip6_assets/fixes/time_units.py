@@ -154,9 +154,13 @@ def _unitless(values: np.ndarray, calendar_attr) -> TimeDecoding:
       projection start 2015-01-01 (``0, 365, 730, …`` → 2015, 2016, 2017);
     - any other series must already be days since 2000-01-01 (``5479, 5844`` → 2015, 2016; the
       upstream heuristic re-shifted these by 15 years to 2030), and its first value must land on
-      Jan 1 or mid-year in 365_day or proleptic_gregorian, else the series is refused.
+      Jan 1 or mid-year in 365_day or proleptic_gregorian, else the series is refused;
+    - steps under a month are refused too: ``0, 1, 2, …`` may count years, and read as days they
+      would end 85 years early.
     """
     _refuse_garbage(values, 1.0)
+    if values.size > 1 and np.min(np.abs(np.diff(values))) < 28:
+        raise UndecodableTime("time has no units and steps under a month: days or years cannot be told apart")
     if abs(values[0]) < FIRST_YEAR_DAYS:
         return TimeDecoding(f"days since {PROJECTION_START}", str(calendar_attr or DEFAULT_CALENDAR), ["time_units_missing"])
     calendars = [str(calendar_attr)] if calendar_attr else [DEFAULT_CALENDAR, "proleptic_gregorian"]
