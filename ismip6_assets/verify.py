@@ -107,7 +107,10 @@ def verify_partition(
     for stored in sorted(state.groups.values(), key=lambda g: g.group):
         if stored.url not in wanted:
             continue
-        read, findings = verify_group(session, source, stored.group, stored.url, chunks_per_array)
+        try:
+            read, findings = verify_group(session, source, stored.group, stored.url, chunks_per_array)
+        except Exception as exc:  # noqa: BLE001 - a source that no longer opens is a finding, not a crashed check
+            read, findings = 0, [{"category": "bad_ref", "item": stored.group, "reason": f"could not verify: {one_line(exc)}"}]
         result.groups += 1
         result.chunks += read
         result.findings += findings

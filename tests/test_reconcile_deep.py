@@ -86,3 +86,14 @@ def test_a_check_that_compared_nothing_fails(archive, instance):
     evaluation = check(archive, instance, key)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["indexed"].value == 0 and "no_files" in evaluation.metadata["findings"].value
+
+
+@pytest.mark.slow
+def test_a_source_zeroed_in_place_is_a_finding_not_a_crashed_check(committed, archive_dir, instance):
+    path = archive_dir / "Projection-AIS" / KEY / "orog_AIS_DOE_MALI_expA1.nc"
+    before = path.stat()
+    path.write_bytes(b"\0" * before.st_size)  # no longer opens as NetCDF
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    evaluation = check(committed, instance, KEY)
+    assert not evaluation.passed and evaluation.metadata["bad_refs"].value == 1
+    assert "DOE_MALI/expA1/orog" in evaluation.metadata["findings"].value
