@@ -18,7 +18,7 @@ from ismip6_assets.gcs import gcs_filesystem, icechunk_gcs_storage, obstore_gcs_
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
 from ismip6_assets.virtualize import FailureRecord
-from tests.gcs_emulator import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+from tests.support.gcs_fixtures import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gcs
 

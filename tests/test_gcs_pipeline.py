@@ -1,0 +1,189 @@
+"""The pipeline on gs:// against the emulator: the CLI end to end, and concurrent writers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import icechunk
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+from ismip6_assets.gcs import emulator_service_account_key, gcs_filesystem
+from ismip6_assets.index import list_archive
+from ismip6_assets.locations import parse_location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.store import commit_partition, open_repository, read_partition_state
+from ismip6_assets.virtualize import virtualize_rows
+from tests.support.gcs_fixtures import BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.gcs
+ISMIP6 = str(Path(sys.executable).with_name("ismip6"))
+
+
+def as_dates(values) -> list[tuple[int, int, int]]:
+    if np.issubdtype(np.asarray(values).dtype, np.datetime64):
+        return [(t.year, t.month, t.day) for t in pd.to_datetime(values)]
+    return [(d.year, d.month, d.day) for d in values]
+
+
+def ismip6(*args: str, emulator_url: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ISMIP6_SOURCE_URL", "ISMIP6_STORE_URL")}
+    env["STORAGE_EMULATOR_HOST"] = emulator_url
+    return subprocess.run([ISMIP6, *args], capture_output=True, text=True, env=env, timeout=400)
+
+
+def plain_repo(url: str, store_prefix: str) -> icechunk.Repository:
+    """The store opened the way a user would: plain icechunk `gcs_storage`, no project code. The
+    emulator is reached through object_store's service-account JSON (no secret in it)."""
+    key = emulator_service_account_key(url)
+    storage = icechunk.gcs_storage(bucket=STORE_BUCKET, prefix=store_prefix, service_account_key=key)
+    # The repository's saved config names the container: a reader needs only credentials for it.
+    assert "gs://ismip6/" in icechunk.Repository.fetch_config(storage).virtual_chunk_containers
+    return icechunk.Repository.open(
+        storage,
+        authorize_virtual_chunk_access=icechunk.containers_credentials({"gs://ismip6/": icechunk.gcs_credentials(service_account_key=key)}),
+    )
+
+
+@pytest.mark.slow
+def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
+    store = "gs://ismip6-icechunk/store"
+    run = ismip6("run", "--source", "gs://ismip6", "--store", store, emulator_url=gcs.url)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert "0 ERROR, 0 FAILED" in run.stdout
+
+    # Every stored variable reads back equal to its source file, through virtual refs gs://ismip6/...
+    repo = plain_repo(gcs.url, "store")
+    rows = list_archive(parse_location("gs://ismip6", "source")).rows
+    session = repo.readonly_session("main")
+    checked = 0
+    for row in rows[~rows["skipped"]].itertuples():
+        if row.url.endswith(BAD_FILE):
+            continue
+        stored = xr.open_zarr(session.store, group=row.group, consolidated=False)
+        local = gcs_archive / row.url.removeprefix("gs://ismip6/")
+        with xr.open_dataset(local, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True)) as source:
+            np.testing.assert_array_equal(stored[row.variable].values, source[row.variable].values)
+            assert as_dates(stored["time"].values) == as_dates(source["time"].values)  # time is normalised on write
+        assert stored.attrs["ismip6_source_url"] == row.url
+        checked += 1
+    assert checked == len(rows) - 2  # all but the skip-listed 0-byte file and the non-NetCDF one
+
+    # The failure log and the index sit in the store bucket.
+    fs = gcs_filesystem()
+    logs = fs.find(f"{STORE_BUCKET}/store/failures")
+    assert logs, "no failure JSON in gs://ismip6-icechunk/store/failures"
+    failed = [r for p in logs for r in json.loads(fs.cat(p))]
+    assert [r["url"] for r in failed] == [f"gs://ismip6/{BAD_FILE}"]
+    index = pd.concat(pd.read_parquet(io.BytesIO(fs.cat(p))) for p in fs.find(f"{STORE_BUCKET}/store/index") if p.endswith(".parquet"))
+    assert sorted(index["url"]) == sorted(rows["url"])
+    assert index["fingerprint"].str.startswith("generation:").all()
+
+    reconcile = ismip6("reconcile", "--source", "gs://ismip6", "--store", store, emulator_url=gcs.url)
+    assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr[-3000:]
+    assert "0 ERROR" in reconcile.stdout
+
+
+def _virtualized(keys: list[str]):
+    source = parse_location("gs://ismip6", "source")
+    listing = list_archive(source)
+    return source, {k: virtualize_rows(listing.for_partition(k).to_dict("records"), source).files for k in keys}
+
+
+def _write(session: icechunk.Session, key: str, files) -> None:
+    root = zarr.open_group(session.store, mode="a", zarr_format=3)
+    root.require_group(PartitionKey.parse(key).group).attrs["written_by"] = uuid.uuid4().hex
+    for vf in files:
+        vf.dataset.vz.to_icechunk(session.store, group=vf.group)
+
+
+def test_concurrent_commit_is_detected_then_rebased(gcs, gcs_archive):
+    """Two sessions from one head: the second commit must be refused (the ref's generation moved;
+    this is the precondition passing through the proxy) and then land by rebase, keeping both."""
+    keys = ["AWI/PISM1/exp05", "UCIJPL/ISSM/exp13", "DOE/MALI/expA1"]
+    source, files = _virtualized(keys)
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    repo = open_repository(store, source)
+    commit_partition(repo, PartitionKey.parse(keys[0]), files[keys[0]], [], [])  # the root group exists from here on
+
+    first, second = repo.writable_session("main"), repo.writable_session("main")
+    _write(first, keys[1], files[keys[1]])
+    _write(second, keys[2], files[keys[2]])
+    first.commit("first writer")
+    with pytest.raises(icechunk.ConflictError):
+        second.commit("second writer, without rebase")
+    second.rebase(icechunk.ConflictDetector())
+    second.commit("second writer, rebased")
+
+    repo = open_repository(store, source)
+    for key in keys:
+        assert sorted(read_partition_state(repo, PartitionKey.parse(key)).groups) == sorted(f.variable for f in files[key])
+    assert [s.message for s in repo.ancestry(branch="main")][:2] == ["second writer, rebased", "first writer"]
+
+
+def test_same_partition_twice_is_a_conflict_not_a_loss(gcs, gcs_archive):
+    """Both sessions write one experiment group: the rebase reports the conflict by path; the
+    group on main is the first writer's, whole."""
+    key = "DOE/MALI/expA1"
+    source, files = _virtualized([key])
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    repo = open_repository(store, source)
+    first, second = repo.writable_session("main"), repo.writable_session("main")
+    _write(first, key, files[key])
+    _write(second, key, files[key])
+    first.commit("first writer")
+    with pytest.raises(icechunk.RebaseFailedError) as raised:
+        second.commit("second writer", rebase_with=icechunk.ConflictDetector(), rebase_tries=3)
+    assert any("DOE_MALI/expA1" in c.path for c in raised.value.conflicts)
+    state = read_partition_state(open_repository(store, source), PartitionKey.parse(key))
+    assert sorted(state.groups) == sorted(f.variable for f in files[key])
+
+
+def test_two_writers_at_once_both_land(gcs, gcs_archive):
+    """commit_partition from two threads at once, sibling experiments of one model on a new store
+    (they conflict on the model and root groups) and then the same partition twice: every commit
+    lands, retried on the new head, and the store holds each group exactly once."""
+    keys = ["AWI/PISM1/exp05", "AWI/PISM1/ctrl_proj_std"]
+    source, files = _virtualized(keys)
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    open_repository(store, source)
+    gcs.requests(clear=True)
+
+    def race(work: list[str]) -> dict:
+        barrier, results = threading.Barrier(len(work)), {}
+
+        def one(i: int, key: str) -> None:
+            repo = open_repository(store, source)
+            barrier.wait()
+            try:
+                results[i] = commit_partition(repo, PartitionKey.parse(key), files[key], [], [])
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                results[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i, k)) for i, k in enumerate(work)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        return results
+
+    results = race(keys)
+    assert all(isinstance(r, tuple) and r[0] for r in results.values()), results
+    results = race([keys[0], keys[0]])
+    assert not any(isinstance(r, Exception) for r in results.values()), results
+
+    refused = [r for r in gcs.requests() if r[0] == "XML-PUT" and r[2] == 412]
+    assert refused, "no write was refused by a precondition: the writers did not race"
+    repo = open_repository(store, source)
+    for key in keys:
+        assert sorted(read_partition_state(repo, PartitionKey.parse(key)).groups) == sorted(f.variable for f in files[key])
