@@ -237,6 +237,15 @@ class EmulatorProxy(ThreadingHTTPServer):
             conn.close()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the child when the process that started it dies (a killed pytest), so no
+    emulator outlives its test session; elsewhere `stop()` is the only way out."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -261,7 +270,7 @@ class GCSEmulator:
 
     def _spawn(self, args: list[str]) -> subprocess.Popen:
         with open(self.log_path, "ab") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         self.processes.append(process)
         return process
 
@@ -329,9 +338,10 @@ def _serve_for_a_human() -> None:
     for bucket in ("ismip6", "ismip6-icechunk"):
         emulator.create_bucket(bucket)
     print(f"export STORAGE_EMULATOR_HOST={emulator.url}   # buckets gs://ismip6 and gs://ismip6-icechunk; Ctrl-C stops", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         signal.pause()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         emulator.stop()
