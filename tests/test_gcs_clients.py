@@ -123,3 +123,16 @@ def test_permanent_storage_error_names_the_object(gcs):
         session.commit("refused")
     assert f"{prefix}/repo/" in raised.value.args[0].replace("%2F", "/").replace("%2D", "-")
     assert "403" in str(raised.value)
+
+
+def test_listing_sees_a_rewrite_at_once(gcs):
+    """The sensor lists every tick and virtualization re-reads the fingerprint: both must see an
+    object rewritten by someone else, not a generation cached from the previous listing."""
+    location = parse_location(f"gs://{STORE_BUCKET}/{unique('fresh')}", "source")
+    blob = GCSResource().get_client().bucket(STORE_BUCKET).blob(f"{location.path}/a.nc")
+    blob.upload_from_string(b"one")
+    before = location.fs.find(location.fs_path, detail=True)[f"{location.fs_path}/a.nc"]["generation"]
+    blob.upload_from_string(b"two")
+    blob.reload()
+    assert location.fs.info(f"{location.fs_path}/a.nc")["generation"] == str(blob.generation) != before
+    assert location.fs.find(location.fs_path, detail=True)[f"{location.fs_path}/a.nc"]["generation"] == str(blob.generation)
