@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import uuid
 
+import dagster as dg
 import icechunk
 import obstore
 import pytest
@@ -17,6 +18,8 @@ from ismip6_assets.failures import write_failures
 from ismip6_assets.gcs import gcs_filesystem, icechunk_gcs_storage, obstore_gcs_store
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
+from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.sensors import archive_sensor
 from ismip6_assets.virtualize import FailureRecord
 from tests.support.gcs_fixtures import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
@@ -136,3 +139,13 @@ def test_listing_sees_a_rewrite_at_once(gcs):
     blob.reload()
     assert location.fs.info(f"{location.fs_path}/a.nc")["generation"] == str(blob.generation) != before
     assert location.fs.find(location.fs_path, detail=True)[f"{location.fs_path}/a.nc"]["generation"] == str(blob.generation)
+
+
+def test_sensor_requests_every_partition_of_a_gs_source(gcs, gcs_archive):
+    """The sensor, with the archive's dagster-gcp GCSResource set as in a deployment, lists
+    gs://ismip6 and asks for one run per partition of a new gs:// store."""
+    archive = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{unique('sensor')}", gcs=GCSResource(project="ismip6-test"))
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources={"archive": archive}) as context:
+        result = archive_sensor(context)
+    expected = sorted({"/".join(p.relative_to(gcs_archive / "Projection-AIS").parts[:3]) for p in gcs_archive.rglob("*.nc")})
+    assert sorted(r.partition_key for r in result.run_requests) == expected
