@@ -77,23 +77,6 @@ def gcs_filesystem(credentials=None):
 # --- google-cloud-storage (dagster-gcp GCSResource) -----------------------------------------------
 
 
-def storage_client(project: str | None = None):
-    """A google-cloud-storage client: what `GCSResource.get_client()` returns, emulator-aware.
-
-    google-cloud-storage itself honours ``STORAGE_EMULATOR_HOST`` (anonymous, no project needed);
-    without credentials it falls back to an anonymous client so public buckets stay readable.
-    """
-    from google.cloud import storage
-
-    if emulator_host():
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project or "ismip6-emulator", credentials=AnonymousCredentials())
-    if credentials_file() is None and not os.environ.get("GCE_METADATA_HOST"):
-        return storage.Client.create_anonymous_client()
-    return storage.Client(project=project)
-
-
 def filesystem_for_client(client):
     """gcsfs with the identity of a google-cloud-storage client, so both act as one principal."""
     if emulator_host() or getattr(client, "_credentials", None) is None:
