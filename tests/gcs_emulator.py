@@ -146,8 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
             f"--{boundary}\r\nContent-Type: {metadata.get('contentType', 'application/octet-stream')}\r\n\r\n"
         ).encode() + body + f"\r\n--{boundary}--\r\n".encode()
         target = f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?{urllib.parse.urlencode(params)}"
-        # One conditional write per object at a time: GCS decides a precondition atomically with the
-        # write; the emulator checks it just before publishing, so concurrent writers are serialized here.
+        # GCS decides a precondition atomically with the write. Whether this emulator build's
+        # check-then-publish is atomic is undocumented, so writes of one object are serialized here.
         with self.server.object_lock(bucket, name):
             status, _, data = self.server.forward("POST", target, {"Content-Type": f"multipart/related; boundary={boundary}"}, payload)
         self.server.record("XML-PUT", f"/{bucket}/{name}", status)
@@ -194,7 +194,7 @@ class EmulatorProxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream_port = upstream_port
         self.faults: list[Fault] = []
-        self.requests: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, int | None]] = []
         self._lock = threading.Lock()
         self._object_locks: dict[tuple[str, str], threading.Lock] = {}
 
