@@ -191,7 +191,7 @@ def refresh_requests(
     rows: pd.DataFrame,
     states: dict[str, PartitionState],
     cursor: dict[str, str],
-    run_failed: Callable[[str], bool] = lambda run_key: False,
+    run_finished: Callable[[str], bool] = lambda run_key: False,
     max_runs: int = 25,
     max_attempts: int = 3,
 ) -> tuple[list[RefreshRequest], dict[str, str]]:
@@ -199,9 +199,11 @@ def refresh_requests(
 
     `rows` is one listing of the whole archive, `states` what the store holds per partition, and
     `cursor` the run key last requested per partition. A partition is requested when the store is
-    behind on it and its current run key was not requested before. A failed run leaves the store
-    unchanged and so its key too: when `run_failed(key)` says so, the partition is asked again under
-    ``key#attempt``, up to `max_attempts` in all; after that the check's ERROR waits for a human. At
+    behind on it and its current run key was not requested before. A run that fixed something
+    changed the store, and so the key; one that failed, or succeeded yet left the store behind as it
+    was (its check said ERROR), did not: once `run_finished(key)`, the partition is asked again
+    under ``key#attempt``, up to `max_attempts` in all; after that the check's ERROR waits for a
+    human. At
     most `max_runs` a call, in partition order, so a first start on the full archive fills the queue in
     bounded batches; the rest stay behind and are asked for on the next calls.
     """
@@ -217,7 +219,7 @@ def refresh_requests(
         last = cursor.get(key, "")
         if last.split("#")[0] == run_key:
             attempt = int(last.partition("#")[2] or 1)
-            if attempt >= max_attempts or not run_failed(last):
+            if attempt >= max_attempts or not run_finished(last):
                 continue  # asked for this exact state already; its run is queued, running or done
             run_key = f"{run_key}#{attempt + 1}"
         if len(requests) < max_runs:

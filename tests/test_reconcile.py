@@ -99,13 +99,13 @@ def test_only_partitions_the_store_is_behind_on_are_requested():
     assert [r.partition for r in requests] == [str(KEYS[1])] and requests[0].diff.missing
 
 
-def test_a_failed_run_is_retried_under_a_new_key_a_bounded_number_of_times():
+def test_a_run_that_left_the_store_behind_is_retried_under_a_new_key_a_bounded_number_of_times():
     index = rows({KEYS[0]: {"lithk": "f1"}})
     (request,), cursor = refresh_requests(index, {}, {})
-    assert refresh_requests(index, {}, cursor, run_failed=lambda k: False)[0] == []  # still running
-    failed = lambda k: True  # noqa: E731
-    (retry,), cursor = refresh_requests(index, {}, cursor, run_failed=failed)
+    assert refresh_requests(index, {}, cursor, run_finished=lambda k: False)[0] == []  # still running
+    finished = lambda k: True  # noqa: E731 - failed, or succeeded without changing the store
+    (retry,), cursor = refresh_requests(index, {}, cursor, run_finished=finished)
     assert retry.run_key == request.run_key + "#2"
-    (retry,), cursor = refresh_requests(index, {}, cursor, run_failed=failed)
+    (retry,), cursor = refresh_requests(index, {}, cursor, run_finished=finished)
     assert retry.run_key == request.run_key + "#3"
-    assert refresh_requests(index, {}, cursor, run_failed=failed)[0] == []  # max_attempts reached
+    assert refresh_requests(index, {}, cursor, run_finished=finished)[0] == []  # max_attempts reached

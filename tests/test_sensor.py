@@ -38,16 +38,24 @@ def test_first_start_adds_every_partition_and_requests_runs_in_bounded_batches(a
     assert [r.run_key for r in evaluate(archive, instance, None).run_requests] == [r.run_key for r in first.run_requests]
 
 
-def test_a_failed_run_is_requested_again_under_a_new_key(archive, instance):
+def test_a_run_that_left_the_store_behind_is_requested_again_under_a_new_key(archive, instance):
     first = evaluate(archive, instance, None)
-    failed, waiting = first.run_requests[0], first.run_requests[1]
+    failed, idle, waiting = first.run_requests[:3]
 
     @dg.asset
     def crashed():
         raise RuntimeError("the run died")
 
-    # A failed run with the request's run key, in the instance the sensor reads.
+    @dg.asset
+    def did_nothing():
+        return None
+
+    # Finished runs under the requests' run keys, in the instance the sensor reads: one failed, one
+    # succeeded without changing the store (as when its listing missed the new files).
     dg.materialize([crashed], instance=instance, tags={"dagster/run_key": failed.run_key}, raise_on_error=False)
+    dg.materialize([did_nothing], instance=instance, tags={"dagster/run_key": idle.run_key})
     retry = evaluate(archive, instance, first.cursor)
-    assert [(r.partition_key, r.run_key) for r in retry.run_requests] == [(failed.partition_key, failed.run_key + "#2")]
+    assert [(r.partition_key, r.run_key) for r in retry.run_requests] == [
+        (failed.partition_key, failed.run_key + "#2"), (idle.partition_key, idle.run_key + "#2")
+    ]
     assert waiting.partition_key not in {r.partition_key for r in retry.run_requests}  # no run yet: still queued
