@@ -13,7 +13,7 @@ from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store import read_partition_state
-from ismip6_assets.verify import verify_partition
+from ismip6_assets.verify import REPAIR_HINT, verify_partition
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
@@ -58,7 +58,9 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
             "deep_chunks": verified.chunks if verified else 0,
             "findings": markdown(diff.rows() + (verified.findings if verified else [])),
         },
-        description=f"{partition}: {status}" + ("" if deep else " (deep verification off)"),
+        description=f"{partition}: {status}"
+        + ("" if deep else " (deep verification off)")
+        + (f". {REPAIR_HINT}" if verified and verified.findings else ""),
     )
 
 

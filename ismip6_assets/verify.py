@@ -29,6 +29,11 @@ from ismip6_assets.store import BRANCH, PartitionState
 from ismip6_assets.virtualize import one_line
 
 
+# The fingerprint still matches, so no run rewrites such a group by itself: a changed fingerprint
+# (touch the file) or the group gone (missing) is what makes the sensor request its rewrite.
+REPAIR_HINT = "bad_ref: the source changed under an unchanged fingerprint; touch the file (or delete the group) and the next run rewrites it"
+
+
 @dataclass
 class Verification:
     """What the deep check read, and each group whose references do not match the source."""

@@ -62,6 +62,10 @@ def test_bytes_rewritten_under_the_same_fingerprint_fail_only_the_deep_check(com
     # Configurable: with the deep mode off, the fingerprints alone look fine.
     shallow = check(committed, instance, KEY, deep="never")
     assert shallow.passed and shallow.metadata["deep_groups"].value == 0
+    # The repair the check's description names: a new fingerprint, and the next run rewrites the group.
+    assert "touch the file" in deep.description
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns - 10**10))
+    assert run_partition(committed, instance, KEY).status == "OK"
 
 
 @pytest.mark.slow
