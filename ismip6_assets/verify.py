@@ -60,14 +60,13 @@ def _open_source(source: Location, url: str) -> xr.Dataset:
 def verify_group(session: icechunk.Session, source: Location, group: str, url: str, chunks_per_array: int = 3) -> tuple[int, list[dict]]:
     """Read sampled chunks of each virtual array of `group`; return (chunks read, findings)."""
     stored = zarr.open_group(session.store, path=group, mode="r", zarr_format=3)
-    virtual = [
-        (name, array)
-        for name, array in stored.arrays()
-        if array.ndim and session.chunk_type(f"/{group}/{name}", [0] * array.ndim) == icechunk.ChunkType.virtual
-    ]
     read, findings = 0, []
-    for name, array in virtual:
-        sampled = [c for c in sample_chunks(array.shape, array.chunks, chunks_per_array) if session.chunk_type(f"/{group}/{name}", list(c)) == icechunk.ChunkType.virtual]
+    for name, array in stored.arrays():
+        # Only virtual chunks point into the source; inline/native ones (coordinates) are our bytes.
+        sampled = [
+            c for c in (sample_chunks(array.shape, array.chunks, chunks_per_array) if array.ndim else [])
+            if session.chunk_type(f"/{group}/{name}", list(c)) == icechunk.ChunkType.virtual
+        ]
         for coords in sampled:
             key = f"{group}/{name}/c/" + "/".join(map(str, coords))
             try:
