@@ -45,6 +45,18 @@ def sentinel_attrs(field: np.ndarray, declared_fill=None) -> dict:
 
     The sentinel is the one finite value shared by the four corners (the ocean, far from the ice
     sheet); a value already declared as ``_FillValue`` is masked by readers and needs nothing.
+
+    Parameters
+    ----------
+    field
+        The first time slice, as stored in the source (no masking applied).
+    declared_fill
+        The fill value readers already mask, from `declared_fill`.
+
+    Returns
+    -------
+    dict
+        Attributes to add to the array; empty when there is no sentinel.
     """
     corners = np.array([field[0, 0], field[0, -1], field[-1, 0], field[-1, -1]])
     value = corners[0]

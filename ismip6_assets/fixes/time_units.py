@@ -69,7 +69,25 @@ class TimeDecoding:
 
 
 def time_decoding(values: np.ndarray, attrs: dict) -> TimeDecoding:
-    """The decoding of a 1-D time variable from its attributes and values; raises `UndecodableTime`."""
+    """The decoding of a 1-D time variable from its attributes and values.
+
+    Parameters
+    ----------
+    values
+        The raw (undecoded) time values.
+    attrs
+        The time variable's attributes as written (``units`` or the typo ``unit``, ``calendar``).
+
+    Returns
+    -------
+    TimeDecoding
+        Whose ``dates`` maps these values, and the bounds', to calendar dates in 1800–2600.
+
+    Raises
+    ------
+    UndecodableTime
+        For values that are not dates, and for unit-less series that fit no rule of `_unitless`.
+    """
     values = np.asarray(values, dtype="float64")
     quirks = []
     units = attrs.get("units")
