@@ -135,11 +135,41 @@ def memory_vs_partition_size(workdir: Path, sizes=(10, 40, 160)) -> list[dict]:
     return out
 
 
+def render_results(results_dir: Path = HERE / "results") -> str:
+    """bench/RESULTS.md: one table over every throughput-scale*.json present."""
+    runs = sorted((json.loads(p.read_text()) for p in results_dir.glob("throughput-scale*.json")), key=lambda r: r["archive"]["scale"])
+    lines = [
+        "# Throughput results",
+        "",
+        "Written by `bench/throughput.py --report` from `bench/results/throughput-scale*.json`; see README, Performance.",
+        "files/s and seconds are wall time; CPU is user+sys of the phase's processes; load is the 1-min load average",
+        "before/after on the 2-core machine (other test suites were running).",
+        "",
+        "| scale | partitions | files | baseline files/s | pipeline files/s | **ratio** | CPU s baseline / pipeline | refresh (1 file) | reconcile | peak RSS baseline / pipeline worker | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        b, p, a = r["baseline"], r["pipeline"], r["archive"]
+        lines.append(
+            f"| {a['scale']:g} | {a['partitions']} | {a['files']} | {b['files_per_s']} | {p['files_per_s']} | **{r['ratio']}x** | "
+            f"{b['cpu_seconds']:.0f} / {p['cpu_seconds']:.0f} | {r['refresh']['seconds']:.1f} s = {r['refresh']['percent_of_full_run']}% | "
+            f"{r['reconcile']['seconds']:.1f} s = {r['reconcile']['percent_of_full_run']}% | {b['peak_rss_mb']:.0f} / {p['peak_rss_worker_mb']:.0f} MB | "
+            f"{r['load_before'][0]} / {r['load_after'][0]} |"
+        )
+    memory = [(r["archive"]["scale"], m) for r in runs for m in r.get("memory_vs_partition_size", [])]
+    if memory:
+        lines += ["", "Peak RSS of one pipeline run (in-process) on 3 partitions of N files:", "",
+                  "| run at scale | files per partition | peak RSS |", "|---|---|---|"]
+        lines += [f"| {scale:g} | {m['files_per_partition']} | {m['peak_rss_mb']:.0f} MB |" for scale, m in memory]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real experiments per model (default 1: full shape)")
     parser.add_argument("--workdir", type=Path, default=HERE.parent / "data" / "bench", help="archives and stores (git-ignored)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory-vs-partition-size runs")
+    parser.add_argument("--report", action="store_true", help="only write bench/RESULTS.md from bench/results/*.json")
     parser.add_argument("--phase", nargs=3, metavar=("NAME", "SOURCE", "STORE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -147,6 +177,10 @@ def main() -> None:
         print(json.dumps(PHASES[name](source, store)))
         os._exit(0)  # skip interpreter teardown of native extensions (see cli.entry)
 
+    if args.report:
+        (HERE / "RESULTS.md").write_text(render_results())
+        print((HERE / "RESULTS.md").read_text())
+        return
     workdir = args.workdir.resolve()
     archive = workdir / f"archive-scale{args.scale:g}"
     t = time.perf_counter()
@@ -185,7 +219,8 @@ def main() -> None:
     out = HERE / "results" / f"throughput-scale{args.scale:g}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} (load average before {result['load_before']}, after {result['load_after']})")
+    (HERE / "RESULTS.md").write_text(render_results())
+    print(f"wrote {out} and bench/RESULTS.md (load average before {result['load_before']}, after {result['load_after']})")
 
 
 if __name__ == "__main__":
