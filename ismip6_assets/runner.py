@@ -203,22 +203,34 @@ def run_archive(
 
 
 def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys: list[str], workers: int, report) -> None:
+    """Partitions in `workers` persistent processes. A process that dies (a native crash while
+    reading a hostile file) loses only its partition's run: the unfinished partitions are retried
+    once in a fresh pool, and what dies again is reported FAILED."""
     ref = None if instance.is_ephemeral else instance.get_ref()
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),  # the parent runs Tokio and event-loop threads
-        initializer=_init_worker,
-        initargs=(_resource_fields(archive), ref),
-    )
-    try:
-        futures = {pool.submit(_run_in_worker, key): key for key in keys}
-        for future in as_completed(futures):
-            try:
-                report(future.result())
-            except BrokenProcessPool as exc:
-                report(PartitionOutcome(futures[future], "FAILED", findings=[{"category": "run_failed", "item": f"worker process died: {exc}"}]))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    remaining = list(keys)
+    for attempt in (1, 2):
+        pool = ProcessPoolExecutor(
+            min(workers, len(remaining)),
+            mp_context=multiprocessing.get_context("spawn"),  # the parent runs Tokio and event-loop threads
+            initializer=_init_worker,
+            initargs=(_resource_fields(archive), ref),
+        )
+        broken = []
+        try:
+            futures = {pool.submit(_run_in_worker, key): key for key in remaining}
+            for future in as_completed(futures):
+                try:
+                    report(future.result())
+                except BrokenProcessPool as exc:
+                    if attempt == 2:
+                        report(PartitionOutcome(futures[future], "FAILED", findings=[{"category": "run_failed", "item": f"worker process died: {exc}"}]))
+                    else:
+                        broken.append(futures[future])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if not broken:
+            return
+        remaining = sorted(broken)
 
 
 _worker: dict = {}
