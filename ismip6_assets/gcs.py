@@ -165,9 +165,9 @@ def bind_gcs_resource(location, resource) -> None:
 
     The sensor's listing, the index and the failure log go through `location.fs`; seeding that
     cached property with gcsfs built from ``resource.get_client()``'s project and credentials makes
-    the resource the one place a deployment configures them. Without any credentials (a public
-    source read from a laptop) google-cloud-storage refuses to build a client; gcsfs then reads
-    anonymously, as it would on its own.
+    the resource the one place a deployment configures them. Without credentials (a public source
+    read from a laptop) or without a project, google-cloud-storage refuses to build a client; gcsfs
+    then finds credentials itself or reads anonymously, as it would on its own.
     """
     if location.scheme != "gs":
         return
@@ -175,6 +175,6 @@ def bind_gcs_resource(location, resource) -> None:
 
     try:
         client = resource.get_client()
-    except DefaultCredentialsError:
+    except (DefaultCredentialsError, OSError):  # no credentials, or credentials but no project
         return
     location.__dict__["fs"] = filesystem_for_client(client)  # frozen dataclass: cached_property slot
