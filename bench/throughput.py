@@ -174,7 +174,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase:
         name, source, store = args.phase
-        print(json.dumps(PHASES[name](source, store)))
+        print(json.dumps(PHASES[name](source, store)), flush=True)
+        from ismip6_assets.executors import shutdown_shared
+
+        shutdown_shared()
         os._exit(0)  # skip interpreter teardown of native extensions (see cli.entry)
 
     if args.report:

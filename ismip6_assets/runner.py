@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
-from ismip6_assets.executors import EXECUTOR_ENV, configured_spec
+from ismip6_assets.executors import EXECUTOR_ENV, configured_spec, shutdown_shared
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import Location
 from ismip6_assets.partitions import model_experiment_partitions_def
@@ -194,11 +194,16 @@ def run_archive(
         if key not in todo:
             report(outcomes[key])
     workers = workers or partition_workers(len(todo))
-    if workers <= 1:
-        for key in todo:
-            report(run_partition(archive, instance, key))
-    else:
-        _run_in_workers(archive, instance, todo, workers, report)
+    try:
+        if workers <= 1:
+            for key in todo:
+                report(run_partition(archive, instance, key))
+        else:
+            _run_in_workers(archive, instance, todo, workers, report)
+    finally:
+        # A file pool started by a large partition ends with the run: `ismip6` leaves through
+        # os._exit (no atexit), and orphaned pool processes would hold its stdout open.
+        shutdown_shared()
     return [outcomes[k] for k in keys]
 
 
