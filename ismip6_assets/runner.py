@@ -3,20 +3,19 @@
 Each partition is one in-process Dagster run, so the run history, asset materializations and check
 results land in the instance exactly as from the UI, without a process launch per partition.
 
-Measured on the full-shape benchmark archive (bench/throughput.py, 439 partitions, 10,034 files,
+Measured on the full-shape benchmark archive (bench/throughput.py: 439 partitions, 10,034 files,
 2 cores), what makes the whole-archive run fast:
 
-- **One listing and one store read first** (`plan_archive`): the archive is listed once and every
-  partition's state read from one session (~0.3 s for 439 partitions), instead of a listing and
-  three state reads per partition. Partitions the store already matches get no run at all, so a
-  refresh after one changed file runs one partition, not 439 (~1 s per partition of Dagster,
-  preview and check otherwise).
+- **One listing and one store read first** (`plan_archive`, ~4 s for the whole archive) instead of a
+  listing and three state reads per partition. Partitions the store already matches get no run at all,
+  so a refresh after one changed file runs one partition, not 439 (each run costs ~0.35 s of CPU even
+  with nothing to do), and `reconcile_archive` is that plan alone.
 - **Partitions in parallel in persistent worker processes** (`PARTITION_WORKERS_ENV`, default one
   per CPU): each worker is spawned once, imports Dagster and VirtualiZarr once and then runs
   partition after partition in-process. Everything per partition parallelizes (HDF5 parsing holds
   a process-wide lock, so threads would not), while each commit still runs alone under the store's
-  writer lock (`store.writer_lock`) and is still one commit per partition. The worker's memory is
-  one partition's virtual datasets (a few kB a file): it grows with partition size, not archive size.
+  writer lock (`store.writer_lock`) and is still one commit per partition. The worker's own memory is
+  one partition's virtual datasets (a few kB a file).
 """
 
 from __future__ import annotations
