@@ -4,15 +4,17 @@ Chosen by ``ISMIP6_EXECUTOR`` and handed to `virtualize.virtualize_rows` as a pl
 `concurrent.futures.Executor`, so the library never knows which one it got:
 
 - ``processes[:N]`` (default): local processes. HDF5 parsing holds a process-wide lock, so on local
-  files threads do not overlap; processes do (2 workers: 18.5 -> ~10 ms/file on 2 cores).
+  files threads do not overlap; processes do (300 benchmark files on 2 cores: serial 16.0 ms/file,
+  threads:2 17.4, processes:2 9.1).
 - ``threads[:N]``: for gs:// sources, where a file costs mostly network round trips, not CPU.
 - ``serial``: inline, in the calling thread.
 - ``dask://HOST:PORT`` (or ``tcp://HOST:PORT``): a running Dask distributed scheduler, for when one
   machine is not enough; its workers need this package installed and read access to the source.
 
 One executor per process and spec, created on first use and reused by every partition (a fresh
-pool per partition costs its start-up each time: ~1.5 s to spawn and import VirtualiZarr). A
-process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one is always used.
+pool per partition costs its start-up each time: ~0.75 s to spawn two workers and import
+VirtualiZarr). A process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one
+is always used.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ismip6_assets.locations import ConfigError
 EXECUTOR_ENV = "ISMIP6_EXECUTOR"
 DEFAULT_SPEC = "processes"
 # Below this many files a partition is virtualized inline unless a pool is already running: a pool
-# start (~1.5 s) costs more than it saves on ~23 files at ~18 ms each.
+# start (~0.75 s) saves ~7 ms a file on 2 cores, so it pays from ~110 files (a typical partition: 23).
 POOL_MIN_FILES = 100
 # dask:// means tcp://; the others are Dask's own comm schemes (inproc: a LocalCluster in this process).
 DASK_SCHEMES = ("dask", "tcp", "tls", "inproc", "ucx", "ws", "wss")

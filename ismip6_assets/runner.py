@@ -43,7 +43,7 @@ from ismip6_assets.sensors import run_tags
 from ismip6_assets.store import PartitionState, open_repository, read_store_state
 
 PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
-# Spawning a worker costs ~3 s (imports); a partition ~1 s. Fewer runs than this go in-process.
+# A worker pays its imports once (2-4 s of CPU); a partition costs ~1.4 s. Fewer runs go in-process.
 POOL_MIN_PARTITIONS = 8
 
 
