@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from urllib.parse import unquote
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -138,10 +139,12 @@ def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: s
 
 
 def _root_message(error) -> str:
-    """The innermost cause: Dagster wraps the asset's own exception in a step-execution error."""
+    """The innermost cause's first line: Dagster wraps the asset's own exception in a step error,
+    and Icechunk's multi-line errors name the failing object on their first line."""
     while error.cause is not None:
         error = error.cause
-    return redact(error.message.strip().splitlines()[-1])
+    lines = [line.strip() for line in error.message.splitlines() if line.strip(" |")]
+    return redact(unquote(lines[0])[:500]) if lines else "run failed"
 
 
 def _findings(metadata) -> list[dict]:
