@@ -41,13 +41,13 @@ def cmd_run(args) -> int:
     def progress(i, n, o):
         print(
             f"[{i}/{n}] {o.partition:<36} {o.status:<6} files={o.files} written={o.written} removed={o.removed} "
-            f"failures={o.failures} {o.seconds:.1f}s",
+            f"failures={o.failures} " + (f"{o.seconds:.1f}s" if o.ran else "(store already current: no run)"),
             flush=True,
         )
         for f in o.findings:
             print(f"      {f['category']}: {f['item']}")
 
-    outcomes = run_archive(archive, _instance(), progress)
+    outcomes = run_archive(archive, _instance(), progress, force=args.all)
     totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
     statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
     print(f"\n{len(outcomes)} partitions, {totals['files']} files, {totals['written']} groups written, "
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--source", help="archive root (local path, file:// or gs://); default $ISMIP6_SOURCE_URL")
         p.add_argument("--store", help="Icechunk store (local path, file:// or gs://); default $ISMIP6_STORE_URL")
         p.set_defaults(func=func)
+        if name == "run":
+            p.add_argument("--all", action="store_true", help="run every partition through Dagster, also those the store already matches")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     try:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from urllib.parse import unquote
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import dagster as dg
 
