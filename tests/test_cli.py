@@ -22,6 +22,11 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     assert "[6/6]" in proc.stdout and "checks: 6 OK" in proc.stdout
     assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
 
+    again = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
+    assert again.returncode == 0 and again.stdout.count("store already current: no run") == 6
+    forced = run("run", "--all", "--source", str(archive_dir), "--store", str(store_dir), env=env)
+    assert forced.returncode == 0 and "no run" not in forced.stdout and "0 groups written" in forced.stdout
+
     (archive_dir / "Projection-AIS/DOE/MALI/expA1/orog_AIS_DOE_MALI_expA1.nc").unlink()
     proc = run("reconcile", "--source", str(archive_dir), "--store", str(store_dir))
     assert proc.returncode == 1
