@@ -148,8 +148,11 @@ def _root_message(error) -> str:
 
 
 def _findings(metadata) -> list[dict]:
-    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped")}
-    return [{"category": k, "item": str(n)} for k, n in counts.items() if n]
+    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "bad_refs")}
+    findings = [{"category": k, "item": str(n)} for k, n in counts.items() if n]
+    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale"))):
+        findings.append({"category": "details", "item": str(metadata["findings"].value)})
+    return findings
 
 
 def _unchanged(diff: StoreDiff) -> PartitionOutcome:
