@@ -310,6 +310,10 @@ def test_materialize_a_partition_then_see_it_and_its_check_in_the_browser(dagste
 
     from playwright.sync_api import expect, sync_playwright
 
+    # The UI loads asset and check state in several GraphQL round trips; on a loaded 2-core CI
+    # machine the graph page was still "Loading..." after Playwright's default 5 s.
+    expect.set_options(timeout=45_000)
+
     encoded = urllib.parse.quote(PARTITION, safe="")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=require_browser(), headless=True, args=CHROMIUM_ARGS)
