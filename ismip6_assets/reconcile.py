@@ -163,6 +163,19 @@ def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
     )
 
 
+def partition_diffs(rows: pd.DataFrame, states: dict[str, PartitionState]) -> dict[str, tuple[pd.DataFrame, PartitionState, StoreDiff]]:
+    """Every partition's rows, stored state and `StoreDiff`, from one listing of the whole archive
+    and one read of the whole store: partitions in the archive now, plus partitions the store holds
+    whose folder is gone. In partition order."""
+    by_partition = {k: g for k, g in rows.groupby("partition_key")} if len(rows) else {}
+    out = {}
+    for key in sorted(set(by_partition) | set(states)):
+        part_rows = by_partition.get(key, rows.iloc[0:0])
+        state = states.get(key, PartitionState())
+        out[key] = (part_rows, state, store_diff(PartitionKey.parse(key), part_rows, state))
+    return out
+
+
 def _digest(lines) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:12]
 
@@ -207,12 +220,8 @@ def refresh_requests(
     most `max_runs` a call, in partition order, so a first start on the full archive fills the queue in
     bounded batches; the rest stay behind and are asked for on the next calls.
     """
-    by_partition = {k: g for k, g in rows.groupby("partition_key")} if len(rows) else {}
     requests, cursor = [], dict(cursor)
-    for key in sorted(set(by_partition) | set(states)):
-        part_rows = by_partition.get(key, rows.iloc[0:0])
-        state = states.get(key, PartitionState())
-        diff = store_diff(PartitionKey.parse(key), part_rows, state)
+    for key, (part_rows, state, diff) in partition_diffs(rows, states).items():
         if not diff.behind:
             continue
         run_key = f"{key}:{archive_digest(part_rows)}:{store_digest(state)}"

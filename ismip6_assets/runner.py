@@ -37,11 +37,11 @@ from ismip6_assets.index import list_archive
 from ismip6_assets.locations import Location
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import StoreDiff, store_diff
+from ismip6_assets.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.redact import redact
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import run_tags
-from ismip6_assets.store import PartitionState, open_repository, read_store_state
+from ismip6_assets.store import open_repository, read_store_state
 
 PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
 # A worker pays its imports once (2-4 s of CPU); a partition costs ~1.4 s. Fewer runs go in-process.
@@ -67,18 +67,8 @@ def plan_archive(source: Location, store: Location) -> dict[str, StoreDiff]:
 
     Partitions in the archive now, plus partitions the store holds whose folder is gone.
     """
-    rows = list_archive(source).rows
     states = read_store_state(open_repository(store, source))
-    by_partition = {k: g for k, g in rows.groupby("partition_key")} if len(rows) else {}
-    return {
-        key: store_diff(PartitionKey.parse(key), by_partition.get(key, rows.iloc[0:0]), states.get(key, PartitionState()))
-        for key in sorted(set(by_partition) | set(states))
-    }
-
-
-def all_partitions(source: Location, store: Location) -> list[str]:
-    """Partitions in the archive now, plus partitions the store holds whose folder is gone."""
-    return list(plan_archive(source, store))
+    return {key: diff for key, (_, _, diff) in partition_diffs(list_archive(source).rows, states).items()}
 
 
 def register_partitions(instance: dg.DagsterInstance, keys: list[str]) -> None:

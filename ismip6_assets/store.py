@@ -66,7 +66,6 @@ def writer_lock(store: Location) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-_REPO_MARKERS = ("repo", "refs", "snapshots", "config.yaml")
 
 
 def _storage(store: Location) -> icechunk.Storage:
@@ -158,40 +157,38 @@ def _open_group(store, path: str, mode: str = "r"):
         return None
 
 
+_PARTITION_ATTRS = ("institution", "model_name", "experiment")
+
+
+def _partition_state(exp_attrs) -> PartitionState:
+    return PartitionState(exists=True, failures=json.loads(exp_attrs.get(FAILURES_ATTR, "[]")))
+
+
+def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
+    return StoredGroup(
+        variable=variable,
+        group=partition.variable_group(variable),
+        url=str(attrs.get(SOURCE_URL_ATTR, "")),
+        fingerprint=str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")),
+    )
+
+
 def read_partition_state(repo: icechunk.Repository, partition: PartitionKey) -> PartitionState:
     session = repo.readonly_session(branch=BRANCH)
     exp = _open_group(session.store, partition.group)
     if exp is None:
         return PartitionState()
-    state = PartitionState(exists=True, failures=json.loads(exp.attrs.get(FAILURES_ATTR, "[]")))
+    state = _partition_state(exp.attrs)
     for name, group in exp.groups():
-        attrs = group.attrs
-        state.groups[name] = StoredGroup(
-            variable=name,
-            group=partition.variable_group(name),
-            url=str(attrs.get(SOURCE_URL_ATTR, "")),
-            fingerprint=str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")),
-        )
+        state.groups[name] = _stored_group(partition, name, group.attrs)
     return state
-
-
-def stored_partitions(repo: icechunk.Repository) -> list[PartitionKey]:
-    """Every experiment group in the store, mapped back through its recorded names."""
-    session = repo.readonly_session(branch=BRANCH)
-    root = _open_group(session.store, "")
-    keys = []
-    for _, model in root.groups() if root is not None else ():
-        for _, exp in model.groups():
-            attrs = exp.attrs
-            if {"institution", "model_name", "experiment"} <= set(attrs):
-                keys.append(PartitionKey(attrs["institution"], attrs["model_name"], attrs["experiment"]))
-    return sorted(keys)
 
 
 def read_store_state(repo: icechunk.Repository) -> dict[str, PartitionState]:
     """`PartitionState` of every partition the store holds, by partition key, from one session.
 
-    For the sensor, which compares the whole store each tick: ``members(max_depth=2)`` fetches all
+    Experiment groups are mapped back to their partition through their recorded names (the group
+    path ``INST_MODEL`` alone is ambiguous). ``members(max_depth=2)`` fetches all
     model/experiment/variable group metadata concurrently instead of one request per group.
     """
     root = _open_group(repo.readonly_session(branch=BRANCH).store, "")
@@ -199,15 +196,13 @@ def read_store_state(repo: icechunk.Repository) -> dict[str, PartitionState]:
     by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
     for path, node in members:  # experiment groups: depth 1, holding their recorded names
         attrs = node.attrs
-        if path.count("/") == 1 and {"institution", "model_name", "experiment"} <= set(attrs):
-            key = PartitionKey(attrs["institution"], attrs["model_name"], attrs["experiment"])
-            by_path[path] = (key, PartitionState(exists=True, failures=json.loads(attrs.get(FAILURES_ATTR, "[]"))))
+        if path.count("/") == 1 and set(_PARTITION_ATTRS) <= set(attrs):
+            by_path[path] = (PartitionKey(*(attrs[a] for a in _PARTITION_ATTRS)), _partition_state(attrs))
     for path, node in members:  # variable groups: depth 2
         parent, _, name = path.rpartition("/")
         if path.count("/") == 2 and parent in by_path and isinstance(node, zarr.Group):
             key, state = by_path[parent]
-            attrs = node.attrs
-            state.groups[name] = StoredGroup(name, key.variable_group(name), str(attrs.get(SOURCE_URL_ATTR, "")), str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")))
+            state.groups[name] = _stored_group(key, name, node.attrs)
     return {str(key): state for key, state in by_path.values()}
 
 
