@@ -27,7 +27,7 @@ class ArchiveResource(dg.ConfigurableResource):
     def _bind(self, location: Location) -> Location:
         from ismip6_assets.gcs import bind_gcs_resource
 
-        bind_gcs_resource(location, self.gcs or GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT")))
+        bind_gcs_resource(location, self.gcs or default_gcs_resource())
         return location
 
     @cached_property
@@ -48,6 +48,9 @@ class ArchiveResource(dg.ConfigurableResource):
         return open_repository(self.store, self.source)
 
 
+def default_gcs_resource() -> GCSResource:
+    return GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
+
+
 def default_archive_resource() -> ArchiveResource:
-    gcs = GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
-    return ArchiveResource(source_url=source_url(), store_url=store_url(), gcs=gcs)
+    return ArchiveResource(source_url=source_url(), store_url=store_url(), gcs=default_gcs_resource())

@@ -79,7 +79,8 @@ def _registry(source_prefix: str):
     return ObjectStoreRegistry({location.prefix_url: location.obstore()})
 
 
-def _read_head(location: Location, relpath: str) -> bytes:
+def read_head(location: Location, relpath: str) -> bytes:
+    """The first 8 bytes of a source file: enough for `formats.detect_format`."""
     with location.fs.open(location.join(relpath).fs_path, "rb") as f:
         return f.read(8)
 
@@ -98,7 +99,7 @@ def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureReco
     url = row["url"]
     relpath = source.relpath_of(url)
     try:
-        file_format = detect_format(_read_head(source, relpath), int(row["size"]))
+        file_format = detect_format(read_head(source, relpath), int(row["size"]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = _open(url, source.prefix_url, file_format, int(row["size"]))

@@ -14,6 +14,7 @@ from ismip6_assets.locations import Location
 from ismip6_assets.preview import Preview
 from ismip6_assets.reconcile import markdown_table
 from ismip6_assets.redact import redact
+from ismip6_assets.virtualize import read_head
 
 _COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
@@ -42,8 +43,7 @@ def sniff_format(source: Location, url: str, size: int) -> str:
     if size == 0:
         return "empty"
     try:
-        with source.fs.open(source.join(source.relpath_of(url)).fs_path, "rb") as f:
-            return detect_format(f.read(8), size)
+        return detect_format(read_head(source, source.relpath_of(url)), size)
     except UnreadableFile:
         return "not netcdf"
     except OSError as exc:
