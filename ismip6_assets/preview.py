@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import icechunk
 import numpy as np
 import xarray as xr
-import zarr
 
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.redact import redact
+from ismip6_assets.store import BRANCH, read_partition_state
 
-BRANCH = "main"
 # Thickness reads best as a picture of the ice sheet; then other 2-D state variables.
 PREFERRED_VARIABLES = ("lithk", "orog", "topg", "base", "sftgif", "acabf")
 SIZE_PX = 200
@@ -61,11 +60,7 @@ def read_slice(repo: icechunk.Repository, group: str, variable: str, time_index:
 
 def stored_variables(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> list[str]:
     """The variable groups the store holds for `partition` on the branch head (empty if none)."""
-    try:
-        exp = zarr.open_group(repo.readonly_session(branch=branch).store, path=partition.group, mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return []
-    return sorted(exp.group_keys())
+    return sorted(read_partition_state(repo, partition, branch).groups)
 
 
 def choose_variable(repo: icechunk.Repository, partition: PartitionKey) -> str | None:

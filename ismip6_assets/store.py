@@ -173,8 +173,8 @@ def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
     )
 
 
-def read_partition_state(repo: icechunk.Repository, partition: PartitionKey) -> PartitionState:
-    session = repo.readonly_session(branch=BRANCH)
+def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> PartitionState:
+    session = repo.readonly_session(branch=branch)
     exp = _open_group(session.store, partition.group)
     if exp is None:
         return PartitionState()
