@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import icechunk
 import zarr
 
+from ismip6_assets.group_writer import write_groups
 from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, FailureRecord, VirtualizedFile
@@ -274,7 +275,7 @@ def _commit_once(
     for vf in write:
         if vf.variable in exp:
             del exp[vf.variable]
-        vf.dataset.vz.to_icechunk(session.store, group=vf.group)
+    write_groups(session.store, [(vf.dataset, vf.group) for vf in write])
     new_failures = json.dumps([f.to_dict() for f in failures], sort_keys=True)
     if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
         exp.attrs[FAILURES_ATTR] = new_failures

@@ -4,7 +4,7 @@ Usage: python -m tests.support.pause_driver SOURCE STORE PARTITION POINT MARKER
 
 POINT is where the process announces itself (writes MARKER) and then sleeps until it is killed:
   virtualize  after the first file has been virtualized
-  write       after the first group has been written into the (uncommitted) session
+  write       after the partition's groups have been written into the (uncommitted) session
   commit      right before the session's commit
 The pipeline code runs unmodified; only these three calls are wrapped to signal and wait.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import dagster as dg
 import icechunk
-from virtualizarr.accessor import VirtualiZarrDatasetAccessor
 
+import ismip6_assets.store as store_module
 import ismip6_assets.virtualize as virtualize
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.runner import run_partition
@@ -45,13 +45,13 @@ def main(source: str, store: str, partition: str, point: str, marker: str) -> No
 
         virtualize.virtualize_file = virtualize_then_park
     elif point == "write":
-        original_write = VirtualiZarrDatasetAccessor.to_icechunk
+        original_write = store_module.write_groups
 
-        def write_then_park(self, *args, **kwargs):
-            original_write(self, *args, **kwargs)
+        def write_then_park(*args, **kwargs):
+            original_write(*args, **kwargs)
             park(marker_path)
 
-        VirtualiZarrDatasetAccessor.to_icechunk = write_then_park
+        store_module.write_groups = write_then_park
     elif point == "commit":
 
         def park_before_commit(self, *args, **kwargs):
