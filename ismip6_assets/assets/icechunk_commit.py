@@ -45,7 +45,7 @@ def icechunk_commit(
     stored = stored_variables(repo, partition)
     preview, preview_error = None, ""
     try:
-        preview = partition_preview(repo, partition)
+        preview = partition_preview(repo, partition, stored=stored)
     except Exception as exc:  # noqa: BLE001 - a preview that cannot read its refs says so; the check judges the store
         preview_error = f"reading through the store failed: {one_line(exc)}"
         context.log.warning(f"{partition}: preview {preview_error}")
