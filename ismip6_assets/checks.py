@@ -12,7 +12,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import read_partition_state
+from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.verify import REPAIR_HINT, verify_partition
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}

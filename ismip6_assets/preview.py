@@ -18,7 +18,8 @@ import xarray as xr
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.redact import redact
-from ismip6_assets.store import BRANCH, read_partition_state
+from ismip6_assets.store import BRANCH
+from ismip6_assets.store_state import read_partition_state
 
 # Thickness reads best as a picture of the ice sheet; then other 2-D state variables.
 PREFERRED_VARIABLES = ("lithk", "orog", "topg", "base", "sftgif", "acabf")

@@ -30,7 +30,8 @@ import pandas as pd
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.store import PartitionState, open_repository, read_partition_state
+from ismip6_assets.store import open_repository
+from ismip6_assets.store_state import PartitionState, read_partition_state
 
 ERROR_CATEGORIES = ("missing", "extra", "stale")
 

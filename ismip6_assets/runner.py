@@ -41,7 +41,8 @@ from ismip6_assets.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.redact import redact
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import run_tags
-from ismip6_assets.store import open_repository, read_store_state
+from ismip6_assets.store import open_repository
+from ismip6_assets.store_state import load_store_state, read_store_state
 
 PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
 # A worker pays its imports once (2-4 s of CPU); a partition costs ~1.4 s. Fewer runs go in-process.
@@ -67,7 +68,7 @@ def plan_archive(source: Location, store: Location) -> dict[str, StoreDiff]:
 
     Partitions in the archive now, plus partitions the store holds whose folder is gone.
     """
-    states = read_store_state(open_repository(store, source))
+    states = read_store_state(open_repository(store, source), store)
     return {key: diff for key, (_, _, diff) in partition_diffs(list_archive(source).rows, states).items()}
 
 
@@ -199,6 +200,8 @@ def run_archive(
         # A file pool started by a large partition ends with the run: `ismip6` leaves through
         # os._exit (no atexit), and orphaned pool processes would hold its stdout open.
         shutdown_shared()
+    if todo:  # bring the saved store state to the new head now, so the next plan starts from it
+        load_store_state(open_repository(archive.store, archive.source), archive.store)
     return [outcomes[k] for k in keys]
 
 

@@ -12,7 +12,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import refresh_requests
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import read_store_state
+from ismip6_assets.store_state import read_store_state
 
 MAX_RUNS_PER_TICK = 25  # first start on the full archive must not flood the run queue
 # A run that ended without moving the store off the state it was asked for is retried (bounded).
@@ -48,7 +48,7 @@ def archive_sensor(context: dg.SensorEvaluationContext, archive: ArchiveResource
     rows = list_archive(archive.source).rows
     requests, cursor = refresh_requests(
         rows,
-        read_store_state(archive.repository()),
+        read_store_state(archive.repository(), archive.store),
         json.loads(context.cursor) if context.cursor else {},
         run_finished=lambda key: _run_finished(context.instance, key),
         max_runs=MAX_RUNS_PER_TICK,

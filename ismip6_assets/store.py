@@ -1,4 +1,4 @@
-"""The Icechunk store: open it, read what a partition holds, write a partition in one commit.
+"""The Icechunk store: open it, write a partition in one commit (reading it: store_state.py).
 
 Layout: ``{INST}_{MODEL}/{EXP}/{variable}`` groups. Each variable group records the source URL and
 fingerprint it was built from; each experiment group records its institution/model/experiment and
@@ -14,7 +14,6 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import icechunk
 import zarr
@@ -22,7 +21,7 @@ import zarr
 from ismip6_assets.group_writer import write_groups
 from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, FailureRecord, VirtualizedFile
+from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
 
 # The local-filesystem warning is handled by design (one writer on local storage: the
 # `icechunk_writer` pool); the rest of Icechunk's warnings still reach the user.
@@ -132,79 +131,6 @@ def _open_repository(store: Location, source: Location, create: bool) -> icechun
                 f"(found {foreign[0].rsplit('/', 1)[-1]!r}); point it at an empty or new location"
             )
     return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=credentials, check_clean_root=False)
-
-
-@dataclass
-class StoredGroup:
-    variable: str
-    group: str
-    url: str
-    fingerprint: str
-
-
-@dataclass
-class PartitionState:
-    """What the store holds for one partition on the branch head."""
-
-    groups: dict[str, StoredGroup] = field(default_factory=dict)  # by variable
-    failures: list[dict] = field(default_factory=list)
-    exists: bool = False
-
-
-def _open_group(store, path: str, mode: str = "r"):
-    try:
-        return zarr.open_group(store, path=path, mode=mode, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return None
-
-
-_PARTITION_ATTRS = ("institution", "model_name", "experiment")
-
-
-def _partition_state(exp_attrs) -> PartitionState:
-    return PartitionState(exists=True, failures=json.loads(exp_attrs.get(FAILURES_ATTR, "[]")))
-
-
-def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
-    return StoredGroup(
-        variable=variable,
-        group=partition.variable_group(variable),
-        url=str(attrs.get(SOURCE_URL_ATTR, "")),
-        fingerprint=str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")),
-    )
-
-
-def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> PartitionState:
-    session = repo.readonly_session(branch=branch)
-    exp = _open_group(session.store, partition.group)
-    if exp is None:
-        return PartitionState()
-    state = _partition_state(exp.attrs)
-    for name, group in exp.groups():
-        state.groups[name] = _stored_group(partition, name, group.attrs)
-    return state
-
-
-def read_store_state(repo: icechunk.Repository) -> dict[str, PartitionState]:
-    """`PartitionState` of every partition the store holds, by partition key, from one session.
-
-    Experiment groups are mapped back to their partition through their recorded names (the group
-    path ``INST_MODEL`` alone is ambiguous). ``members(max_depth=2)`` fetches all
-    model/experiment/variable group metadata concurrently instead of one request per group.
-    """
-    root = _open_group(repo.readonly_session(branch=BRANCH).store, "")
-    members = root.members(max_depth=2) if root is not None else ()
-    by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
-    for path, node in members:  # experiment groups: depth 1, holding their recorded names
-        attrs = node.attrs
-        if path.count("/") == 1 and set(_PARTITION_ATTRS) <= set(attrs):
-            by_path[path] = (PartitionKey(*(attrs[a] for a in _PARTITION_ATTRS)), _partition_state(attrs))
-    for path, node in members:  # variable groups: depth 2
-        parent, _, name = path.rpartition("/")
-        if path.count("/") == 2 and parent in by_path and isinstance(node, zarr.Group):
-            key, state = by_path[parent]
-            state.groups[name] = _stored_group(key, name, node.attrs)
-    return {str(key): state for key, state in by_path.values()}
 
 
 def commit_message(partition: PartitionKey, written: list[str], removed: list[str]) -> str:

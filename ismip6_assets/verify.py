@@ -25,7 +25,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from ismip6_assets.locations import Location
-from ismip6_assets.store import BRANCH, PartitionState
+from ismip6_assets.store import BRANCH
+from ismip6_assets.store_state import PartitionState
 from ismip6_assets.virtualize import one_line
 
 

@@ -22,7 +22,8 @@ from ismip6_assets.gcs import emulator_service_account_key, gcs_filesystem
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.store import commit_partition, open_repository, read_partition_state
+from ismip6_assets.store import commit_partition, open_repository
+from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.virtualize import virtualize_rows
 from tests.support.gcs_fixtures import BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 

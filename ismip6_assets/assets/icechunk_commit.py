@@ -8,7 +8,8 @@ from ismip6_assets.paths import PartitionKey
 from ismip6_assets.preview import open_snippet, partition_preview, stored_variables
 from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import BRANCH, commit_partition, read_partition_state, writer_lock
+from ismip6_assets.store import BRANCH, commit_partition, writer_lock
+from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.virtualize import VirtualizationResult, one_line
 
 WRITER_POOL = "icechunk_writer"

@@ -7,7 +7,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import rows_to_virtualize, store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import read_partition_state
+from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.virtualize import VirtualizationResult, virtualize_rows
 
 

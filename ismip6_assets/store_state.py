@@ -1,0 +1,228 @@
+"""What the store holds, read from the store itself: per partition, and for the whole store.
+
+Each variable group records the source URL and fingerprint it was built from and each experiment
+group its partition's names and current failures (store.py writes them in the partition's commit),
+so the state of a partition is a few group documents, and the state of the store all of them.
+
+Reading all of them costs ~4 s on the full-shape store (10,034 groups; bench/throughput.py), and
+the runner, the sensor and ``ismip6 reconcile`` each need the whole store. A snapshot never
+changes, so its state is kept beside the store (``{STORE}/index/store-state.json``) under its
+snapshot id: when the branch head is that snapshot, the file *is* the store's state; when the head
+has moved on, Icechunk's diff between the two snapshots names every group that changed and only
+those partitions are read again. A missing, unreadable or unrelated file (the branch was reset to
+a snapshot that is not a descendant) means a full read. Either way the result is the store at its
+head, never a saved answer taken on trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import icechunk
+import zarr
+
+from ismip6_assets.locations import Location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.store import BRANCH, FAILURES_ATTR
+from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR
+
+STATE_CACHE_VERSION = 1
+# Beyond this many changed partitions (8, or a tenth of the store), one concurrent full read beats
+# reading them one by one (~20 ms each).
+INCREMENTAL_MAX_SHARE = 0.1
+INCREMENTAL_MIN = 8
+
+
+@dataclass
+class StoredGroup:
+    variable: str
+    group: str
+    url: str
+    fingerprint: str
+
+
+@dataclass
+class PartitionState:
+    """What the store holds for one partition on the branch head."""
+
+    groups: dict[str, StoredGroup] = field(default_factory=dict)  # by variable
+    failures: list[dict] = field(default_factory=list)
+    exists: bool = False
+
+
+def _open_group(store, path: str):
+    try:
+        return zarr.open_group(store, path=path, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
+
+
+_PARTITION_ATTRS = ("institution", "model_name", "experiment")
+
+
+def _partition_state(exp_attrs) -> PartitionState:
+    return PartitionState(exists=True, failures=json.loads(exp_attrs.get(FAILURES_ATTR, "[]")))
+
+
+def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
+    return StoredGroup(
+        variable=variable,
+        group=partition.variable_group(variable),
+        url=str(attrs.get(SOURCE_URL_ATTR, "")),
+        fingerprint=str(attrs.get(SOURCE_FINGERPRINT_ATTR, "")),
+    )
+
+
+def _state_of(partition: PartitionKey, exp: zarr.Group) -> PartitionState:
+    state = _partition_state(exp.attrs)
+    for name, group in exp.groups():
+        state.groups[name] = _stored_group(partition, name, group.attrs)
+    return state
+
+
+def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | None:
+    """The partition recorded in the experiment group at `path`, or None if there is none."""
+    exp = _open_group(store, path)
+    if exp is None or not set(_PARTITION_ATTRS) <= set(exp.attrs):
+        return None
+    key = PartitionKey(*(exp.attrs[a] for a in _PARTITION_ATTRS))
+    return key, _state_of(key, exp)
+
+
+def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> PartitionState:
+    exp = _open_group(repo.readonly_session(branch=branch).store, partition.group)
+    return PartitionState() if exp is None else _state_of(partition, exp)
+
+
+def _read_all(store) -> dict[str, tuple[PartitionKey, PartitionState]]:
+    """Every partition by experiment group path. Experiment groups are mapped back to their
+    partition through their recorded names (the group path ``INST_MODEL`` alone is ambiguous).
+    ``members(max_depth=2)`` fetches all group metadata concurrently instead of one request each."""
+    root = _open_group(store, "")
+    members = root.members(max_depth=2) if root is not None else ()
+    by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
+    for path, node in members:  # experiment groups: depth 1, holding their recorded names
+        attrs = node.attrs
+        if path.count("/") == 1 and set(_PARTITION_ATTRS) <= set(attrs):
+            by_path[path] = (PartitionKey(*(attrs[a] for a in _PARTITION_ATTRS)), _partition_state(attrs))
+    for path, node in members:  # variable groups: depth 2
+        parent, _, name = path.rpartition("/")
+        if path.count("/") == 2 and parent in by_path and isinstance(node, zarr.Group):
+            key, state = by_path[parent]
+            state.groups[name] = _stored_group(key, name, node.attrs)
+    return by_path
+
+
+def _changed_experiment_paths(repo: icechunk.Repository, since: str, head: str) -> set[str]:
+    """Experiment group paths (``INST_MODEL/EXP``) under any node changed between two snapshots,
+    plus the model paths (``INST_MODEL``) of changed model groups."""
+    diff = repo.diff(from_snapshot_id=since, to_snapshot_id=head)
+    paths = set(diff.new_groups) | set(diff.deleted_groups) | set(diff.updated_groups)
+    paths |= set(diff.new_arrays) | set(diff.deleted_arrays) | set(diff.updated_arrays) | set(diff.updated_chunks)
+    paths |= {p for pair in diff.moved_nodes for p in pair} if diff.moved_nodes else set()
+    return {"/".join(p.strip("/").split("/")[:2]) for p in paths if p.strip("/")}
+
+
+@dataclass
+class StoreStateRead:
+    """A read of the whole store's state, and how it was read (for tests and the benchmark)."""
+
+    snapshot: str
+    by_path: dict[str, tuple[PartitionKey, PartitionState]]
+    how: str  # "cached": the file was for the head | "incremental": changed partitions re-read | "full"
+    partitions_read: int = 0
+
+    @property
+    def states(self) -> dict[str, PartitionState]:
+        return {str(key): state for key, state in self.by_path.values()}
+
+
+def state_cache_path(store: Location) -> Location:
+    return store.join("index", "store-state.json")
+
+
+def load_store_state(repo: icechunk.Repository, store: Location | None = None) -> StoreStateRead:
+    """The state of every partition at the branch head; with `store`, through the snapshot-keyed file."""
+    head = repo.lookup_branch(BRANCH)
+    session_store = repo.readonly_session(snapshot_id=head).store
+    cached = _load_cache(store) if store is not None else None
+    result = None
+    if cached is not None and cached.snapshot == head:
+        result = StoreStateRead(head, cached.by_path, "cached")
+    elif cached is not None:
+        try:
+            changed = _changed_experiment_paths(repo, cached.snapshot, head)
+        except icechunk.IcechunkError:  # not an ancestor (branch reset), or expired: read everything
+            changed = None
+        if changed is not None and len(changed) <= max(INCREMENTAL_MIN, INCREMENTAL_MAX_SHARE * len(cached.by_path)):
+            by_path = {p: v for p, v in cached.by_path.items() if p not in changed and p.split("/")[0] not in changed}
+            for path in sorted(p for p in changed if "/" in p):
+                found = _read_experiment(session_store, path)
+                if found is not None:
+                    by_path[path] = found
+            result = StoreStateRead(head, by_path, "incremental", partitions_read=len(changed))
+    if result is None:
+        by_path = _read_all(session_store)
+        result = StoreStateRead(head, by_path, "full", partitions_read=len(by_path))
+    if store is not None and result.how != "cached":
+        _save_cache(store, result)
+    return result
+
+
+def read_store_state(repo: icechunk.Repository, store: Location | None = None) -> dict[str, PartitionState]:
+    """`PartitionState` of every partition the store holds at the branch head, by partition key."""
+    return load_store_state(repo, store).states
+
+
+def _to_json(read: StoreStateRead) -> dict:
+    return {
+        "version": STATE_CACHE_VERSION,
+        "snapshot": read.snapshot,
+        "partitions": {
+            path: {"key": str(key), "failures": state.failures, "groups": {v: [g.url, g.fingerprint] for v, g in state.groups.items()}}
+            for path, (key, state) in read.by_path.items()
+        },
+    }
+
+
+def _from_json(doc: dict) -> StoreStateRead:
+    by_path = {}
+    for path, entry in doc["partitions"].items():
+        key = PartitionKey.parse(entry["key"])
+        groups = {v: StoredGroup(v, key.variable_group(v), url, fp) for v, (url, fp) in entry["groups"].items()}
+        by_path[path] = (key, PartitionState(groups=groups, failures=list(entry["failures"]), exists=True))
+    return StoreStateRead(str(doc["snapshot"]), by_path, "cached")
+
+
+def _load_cache(store: Location) -> StoreStateRead | None:
+    """The saved state, or None when there is none or it is not one this version wrote."""
+    target = state_cache_path(store)
+    try:
+        with store.fs.open(target.fs_path, "rb") as f:
+            doc = json.loads(f.read())
+        if doc.get("version") != STATE_CACHE_VERSION:
+            return None
+        return _from_json(doc)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _save_cache(store: Location, read: StoreStateRead) -> None:
+    """Write the state file; a reader never sees half of it. Best effort: the store is the truth."""
+    target = state_cache_path(store)
+    data = json.dumps(_to_json(read), separators=(",", ":")).encode()
+    try:
+        if store.scheme == "file":
+            folder = os.path.dirname(target.path)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-state-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target.path)
+        else:
+            store.fs.pipe(target.fs_path, data)  # one object PUT: atomic
+    except OSError:
+        pass
