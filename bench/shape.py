@@ -118,6 +118,12 @@ def write_archive(dest: str | Path, scale: float = 1.0, n_times: int = 3, grid: 
     return shape
 
 
+def first_partition(dest: str | Path) -> str:
+    """``INST/MODEL/EXP`` of the first file in path order (the one `touch_one` rewrites)."""
+    first = sorted((Path(dest) / "Projection-AIS").rglob("*.nc"))[0]
+    return "/".join(first.parent.relative_to(Path(dest) / "Projection-AIS").parts)
+
+
 def touch_one(dest: str | Path) -> Path:
     """Rewrite one file with other bytes (new mtime and size): the 'one changed file' refresh case."""
     first = sorted((Path(dest) / "Projection-AIS").rglob("*.nc"))[0]

@@ -81,24 +81,51 @@ def phase_baseline(source: str, store: str) -> dict:
     return _measure(loop)
 
 
-def _pipeline(source: str, store: str) -> dict:
-    import dagster as dg
-
+def _pipeline(source: str, store: str, instance) -> dict:
     from ismip6_assets.resources import ArchiveResource
     from ismip6_assets.runner import run_archive
 
     archive = ArchiveResource(source_url=source, store_url=store)
-    outcomes = run_archive(archive, dg.DagsterInstance.ephemeral())
+    outcomes = run_archive(archive, instance)
     statuses = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
     return {"files": sum(o.files for o in outcomes), "partitions": len(outcomes), "runs": sum(o.ran for o in outcomes),
             "written": sum(o.written for o in outcomes), "statuses": statuses}
 
 
 def phase_pipeline(source: str, store: str) -> dict:
-    import dagster  # noqa: F401 - imports outside the timing, like the baseline's
+    """Imports and the (ephemeral) Dagster instance are set up outside the timing, as the baseline's
+    imports are: a sensor or daemon has both already; `refresh_command` measures them too."""
+    import dagster as dg
+
     import ismip6_assets.runner  # noqa: F401
 
-    return _measure(lambda: _pipeline(source, store))
+    instance = dg.DagsterInstance.ephemeral()
+    return _measure(lambda: _pipeline(source, store, instance))
+
+
+def phase_rerun_one(source: str, store: str) -> dict:
+    """Peak memory of one partition's run against the whole store: its groups are removed, then
+    the partition runs again (every file virtualized and written), in this fresh process."""
+    import dagster as dg
+
+    from ismip6_assets.locations import parse_location
+    from ismip6_assets.paths import PartitionKey
+    from ismip6_assets.resources import ArchiveResource
+    from ismip6_assets.runner import register_partitions, run_partition
+    from ismip6_assets.store import commit_partition, open_repository
+
+    archive = ArchiveResource(source_url=source, store_url=store)
+    key = shape.first_partition(source)
+    commit_partition(open_repository(parse_location(store, "store"), archive.source), PartitionKey.parse(key), [], [], [], remove_partition=True)
+    instance = dg.DagsterInstance.ephemeral()
+    register_partitions(instance, [key])
+
+    def rerun() -> dict:
+        outcome = run_partition(archive, instance, key)
+        assert outcome.status == "OK" and outcome.written == outcome.files, outcome
+        return {"partition": key, "files": outcome.files}
+
+    return _measure(rerun)
 
 
 def phase_reconcile(source: str, store: str) -> dict:
@@ -112,7 +139,7 @@ def phase_reconcile(source: str, store: str) -> dict:
     return _measure(reconcile)
 
 
-PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile}
+PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile, "rerun_one": phase_rerun_one}
 
 
 def run_phase(name: str, source: Path, store: Path) -> dict:
@@ -120,6 +147,17 @@ def run_phase(name: str, source: Path, store: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def refresh_command(archive: Path, store: Path) -> dict:
+    """Wall time of the whole ``ismip6 run`` command: interpreter start, imports, Dagster instance and all."""
+    command = [str(Path(sys.executable).with_name("ismip6")), "run", "--source", str(archive), "--store", str(store)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 or "partitions (1 run)" not in proc.stdout:
+        raise SystemExit(f"ismip6 run failed or ran other than one partition:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return {"seconds": round(seconds, 3), "command": "ismip6 run"}
 
 
 def memory_vs_partition_size(workdir: Path, sizes=(10, 40, 160)) -> list[dict]:
@@ -143,19 +181,28 @@ def render_results(results_dir: Path = HERE / "results") -> str:
         "",
         "Written by `bench/throughput.py --report` from `bench/results/throughput-scale*.json`; see README, Performance.",
         "files/s and seconds are wall time; CPU is user+sys of the phase's processes; load is the 1-min load average",
-        "before/after on the 2-core machine (other test suites were running).",
+        "before/after on the 2-core machine. refresh: `run_archive` in a process with its imports and Dagster instance",
+        "ready (as a sensor or daemon has them); refresh command: the whole `ismip6 run`, interpreter start included.",
         "",
-        "| scale | partitions | files | baseline files/s | pipeline files/s | **ratio** | CPU s baseline / pipeline | refresh (1 file) | reconcile | peak RSS baseline / pipeline worker | load |",
+        "| scale | partitions | files | baseline files/s | pipeline files/s | **ratio** | CPU s baseline / pipeline | refresh (1 file) | refresh command | reconcile | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         b, p, a = r["baseline"], r["pipeline"], r["archive"]
+        command = r.get("refresh_command")
         lines.append(
             f"| {a['scale']:g} | {a['partitions']} | {a['files']} | {b['files_per_s']} | {p['files_per_s']} | **{r['ratio']}x** | "
             f"{b['cpu_seconds']:.0f} / {p['cpu_seconds']:.0f} | {r['refresh']['seconds']:.1f} s = {r['refresh']['percent_of_full_run']}% | "
-            f"{r['reconcile']['seconds']:.1f} s = {r['reconcile']['percent_of_full_run']}% | {b['peak_rss_mb']:.0f} / {p['peak_rss_worker_mb']:.0f} MB | "
-            f"{r['load_before'][0]} / {r['load_after'][0]} |"
+            + (f"{command['seconds']:.1f} s = {command['percent_of_full_run']}% | " if command else "- | ")
+            + f"{r['reconcile']['seconds']:.1f} s = {r['reconcile']['percent_of_full_run']}% | {r['load_before'][0]} / {r['load_after'][0]} |"
         )
+    lines += ["", "Peak memory (RSS, MB) of the processes of the full runs and of one partition's run against the whole store:", "",
+              "| scale | partitions in store | baseline (one process) | pipeline worker | one partition (23 files) re-run against the store |",
+              "|---|---|---|---|---|"]
+    for r in runs:
+        rerun = r.get("rerun_one", {}).get("peak_rss_mb", "-")
+        lines.append(f"| {r['archive']['scale']:g} | {r['archive']['partitions']} | {r['baseline']['peak_rss_mb']:.0f} | "
+                     f"{r['pipeline']['peak_rss_worker_mb']:.0f} | {rerun} |")
     memory = [(r["archive"]["scale"], m) for r in runs for m in r.get("memory_vs_partition_size", [])]
     if memory:
         lines += ["", "Peak RSS of one pipeline run (in-process) on 3 partitions of N files:", "",
@@ -210,11 +257,15 @@ def main() -> None:
         result["refresh"] = run_phase("refresh", archive, stores["pipeline"])
     finally:
         shape.restore_one(touched)
+    result["refresh_command"] = refresh_command(archive, stores["pipeline"])  # refreshes the restored file
     result["reconcile"] = run_phase("reconcile", archive, stores["pipeline"])
     full = result["pipeline"]["seconds"]
-    for name in ("refresh", "reconcile"):
+    for name in ("refresh", "refresh_command", "reconcile"):
         result[name]["percent_of_full_run"] = round(100 * result[name]["seconds"] / full, 2)
         print(f"{name:<9} {result[name]['seconds']:.2f} s = {result[name]['percent_of_full_run']}% of the full run", flush=True)
+    result["rerun_one"] = run_phase("rerun_one", archive, stores["pipeline"])
+    print(f"memory    one partition ({result['rerun_one']['files']} files) against the whole store of {archive_shape['partitions']} "
+          f"partitions: peak RSS {result['rerun_one']['peak_rss_mb']} MB", flush=True)
     if not args.no_memory:
         result["memory_vs_partition_size"] = memory_vs_partition_size(workdir)
         print("memory    " + ", ".join(f"{m['files_per_partition']} files/partition: {m['peak_rss_mb']} MB" for m in result["memory_vs_partition_size"]))

@@ -50,7 +50,7 @@ def cmd_run(args) -> int:
     outcomes = run_archive(archive, _instance(), progress, force=args.all)
     totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
     statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
-    print(f"\n{len(outcomes)} partitions, {totals['files']} files, {totals['written']} groups written, "
+    print(f"\n{len(outcomes)} partitions ({sum(o.ran for o in outcomes)} run), {totals['files']} files, {totals['written']} groups written, "
           f"{totals['removed']} removed, {totals['failures']} failures")
     print("checks: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
     return 1 if statuses["ERROR"] or statuses["FAILED"] or not outcomes else 0

@@ -15,6 +15,13 @@ from ismip6_assets.paths import ARCHIVE_TOP
 SOURCE_ENV = "ISMIP6_SOURCE_URL"
 STORE_ENV = "ISMIP6_STORE_URL"
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
+SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
+# Icechunk keeps every snapshot a process opens, up to 500,000 nodes by default. Each commit makes a
+# new one, so a worker committing partition after partition held ~11 of them: ~40 MB each on the
+# full-shape store (45,200 nodes, ~4.5 per file), 1.07 GB per worker (bench/throughput.py). A
+# writer reads two or three: the head it plans on and the one it commits. 150,000 nodes keeps three
+# full-archive snapshots; Icechunk warns, naming the setting, when one snapshot is larger.
+DEFAULT_SNAPSHOT_CACHE_NODES = 150_000
 
 
 def data_dir() -> Path:
@@ -38,6 +45,15 @@ def source_url() -> str:
 
 def store_url() -> str:
     return os.environ.get(STORE_ENV) or default_store_url()
+
+
+def snapshot_cache_nodes() -> int:
+    text = os.environ.get(SNAPSHOT_CACHE_ENV, "").strip()
+    if not text:
+        return DEFAULT_SNAPSHOT_CACHE_NODES
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{SNAPSHOT_CACHE_ENV}={text!r}: give a positive number of snapshot nodes (default {DEFAULT_SNAPSHOT_CACHE_NODES})")
+    return int(text)
 
 
 def check_credentials_file() -> None:
@@ -73,6 +89,7 @@ def resolve(source: str | None = None, store: str | None = None, check: bool = T
     source_loc = parse_location(source or source_url(), SOURCE_ENV)
     store_loc = parse_location(store or store_url(), STORE_ENV)
     if check:
+        snapshot_cache_nodes()
         if source_loc.url == parse_location(default_source_url(), SOURCE_ENV).url and not source_loc.exists():
             from ismip6_assets.sample_archive import write_sample_archive
 

@@ -21,11 +21,14 @@ import zarr
 from ismip6_assets.group_writer import write_groups
 from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.settings import snapshot_cache_nodes
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
 
-# The local-filesystem warning is handled by design (one writer on local storage: the
-# `icechunk_writer` pool); the rest of Icechunk's warnings still reach the user.
-icechunk.set_logs_filter("warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error")
+# Handled by design, so silenced: the local-filesystem warning (one writer on local storage: the
+# `icechunk_writer` pool), and the cache-size warnings, which fire once a snapshot exceeds a fifth of
+# the snapshot cache; we size that cache to hold a few snapshots on purpose (settings.py,
+# ISMIP6_SNAPSHOT_CACHE_NODES). The rest of Icechunk's warnings still reach the user.
+icechunk.set_logs_filter("warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error,icechunk::asset_manager=error")
 
 BRANCH = "main"
 FAILURES_ATTR = "ismip6_failures"
@@ -113,6 +116,7 @@ def open_repository(store: Location, source: Location, create: bool = True) -> i
 def _open_repository(store: Location, source: Location, create: bool) -> icechunk.Repository:
     storage = _storage(store)
     config = icechunk.RepositoryConfig.default()
+    config.caching = icechunk.CachingConfig(num_snapshot_nodes=snapshot_cache_nodes())
     config.set_virtual_chunk_container(_container(source))
     credentials = virtual_chunk_credentials(source)
     if icechunk.Repository.exists(storage):

@@ -16,6 +16,7 @@ head, never a saved answer taken on trust.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 
 import icechunk
 import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
@@ -97,23 +100,36 @@ def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, bra
     return PartitionState() if exp is None else _state_of(partition, exp)
 
 
-def _read_all(store) -> dict[str, tuple[PartitionKey, PartitionState]]:
-    """Every partition by experiment group path. Experiment groups are mapped back to their
-    partition through their recorded names (the group path ``INST_MODEL`` alone is ambiguous).
-    ``members(max_depth=2)`` fetches all group metadata concurrently instead of one request each."""
-    root = _open_group(store, "")
-    members = root.members(max_depth=2) if root is not None else ()
+def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[PartitionKey, PartitionState]]:
+    """Every partition by experiment group path, from all group documents read concurrently.
+
+    The groups are those Icechunk's diff from the repository's first (empty) snapshot to `head`
+    reports as new: 0.3 s for the full-shape store, where walking the hierarchy with zarr
+    (``members``) took 4.8 s. Experiment groups are mapped back to their partition through their
+    recorded names (the group path ``INST_MODEL`` alone is ambiguous).
+    """
+    first = list(repo.ancestry(snapshot_id=head))[-1].id
+    if first == head:  # a new repository: nothing committed yet
+        return {}
+    paths = [p.strip("/") for p in repo.diff(from_snapshot_id=first, to_snapshot_id=head).new_groups]
+    paths = sorted(p for p in paths if p.count("/") in (1, 2))  # experiment and variable groups
+    attrs = dict(zip(paths, sync(_group_attributes(repo.readonly_session(snapshot_id=head).store, paths))))
     by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
-    for path, node in members:  # experiment groups: depth 1, holding their recorded names
-        attrs = node.attrs
-        if path.count("/") == 1 and set(_PARTITION_ATTRS) <= set(attrs):
-            by_path[path] = (PartitionKey(*(attrs[a] for a in _PARTITION_ATTRS)), _partition_state(attrs))
-    for path, node in members:  # variable groups: depth 2
+    for path in paths:
+        if path.count("/") == 1 and set(_PARTITION_ATTRS) <= set(attrs[path]):
+            by_path[path] = (PartitionKey(*(attrs[path][a] for a in _PARTITION_ATTRS)), _partition_state(attrs[path]))
+    for path in paths:
         parent, _, name = path.rpartition("/")
-        if path.count("/") == 2 and parent in by_path and isinstance(node, zarr.Group):
+        if path.count("/") == 2 and parent in by_path:
             key, state = by_path[parent]
-            state.groups[name] = _stored_group(key, name, node.attrs)
+            state.groups[name] = _stored_group(key, name, attrs[path])
     return by_path
+
+
+async def _group_attributes(store, paths: list[str]) -> list[dict]:
+    prototype = default_buffer_prototype()
+    documents = await asyncio.gather(*(store.get(f"{p}/zarr.json", prototype) for p in paths))
+    return [json.loads(d.to_bytes()).get("attributes", {}) if d is not None else {} for d in documents]
 
 
 def _changed_experiment_paths(repo: icechunk.Repository, since: str, head: str) -> set[str]:
@@ -165,7 +181,7 @@ def load_store_state(repo: icechunk.Repository, store: Location | None = None) -
                     by_path[path] = found
             result = StoreStateRead(head, by_path, "incremental", partitions_read=len(changed))
     if result is None:
-        by_path = _read_all(session_store)
+        by_path = _read_all(repo, head)
         result = StoreStateRead(head, by_path, "full", partitions_read=len(by_path))
     if store is not None and result.how != "cached":
         _save_cache(store, result)

@@ -18,12 +18,12 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     (tmp_path / "dh").mkdir()
     proc = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "6 partitions, 25 files, 24 groups written" in proc.stdout
+    assert "6 partitions (6 run), 25 files, 24 groups written" in proc.stdout
     assert "[6/6]" in proc.stdout and "checks: 6 OK" in proc.stdout
     assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
 
     again = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
-    assert again.returncode == 0 and again.stdout.count("store already current: no run") == 6
+    assert again.returncode == 0 and again.stdout.count("store already current: no run") == 6 and "6 partitions (0 run)" in again.stdout
     forced = run("run", "--all", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert forced.returncode == 0 and "no run" not in forced.stdout and "0 groups written" in forced.stdout
 
@@ -51,3 +51,11 @@ def test_bad_settings_fail_before_any_work_naming_the_setting(args, named, tmp_p
     proc = run("reconcile", "--source", str(tmp_path), "--store", str(tmp_path / "st"), *args)
     assert proc.returncode == 2
     assert named in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "-5"])
+def test_a_bad_snapshot_cache_size_fails_before_any_work(value, archive_dir, tmp_path):
+    proc = run("run", "--source", str(archive_dir), "--store", str(tmp_path / "st"), env={"ISMIP6_SNAPSHOT_CACHE_NODES": value})
+    assert proc.returncode == 2
+    assert f"ISMIP6_SNAPSHOT_CACHE_NODES={value!r}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "st").exists()

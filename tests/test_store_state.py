@@ -14,7 +14,7 @@ import zarr
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.runner import run_archive, run_partition
 from ismip6_assets.store import open_repository
-from ismip6_assets.store_state import load_store_state, state_cache_path
+from ismip6_assets.store_state import load_store_state, read_partition_state, state_cache_path
 
 KEY = PartitionKey.parse("AWI/PISM1/exp05")
 
@@ -24,10 +24,14 @@ def _plain(states) -> dict:
 
 
 def _assert_equals_full_read(repo, store) -> str:
+    """The read through the file equals a full read, which equals each partition read on its own
+    through zarr (the code path of the check and the commit)."""
     through_file = load_store_state(repo, store)
     full = load_store_state(repo)
     assert full.how == "full"
     assert _plain(through_file.states) == _plain(full.states)
+    one_by_one = {key: read_partition_state(repo, PartitionKey.parse(key)) for key in full.states}
+    assert _plain(one_by_one) == _plain(full.states) and all(s.exists for s in one_by_one.values())
     return through_file.how
 
 
