@@ -89,22 +89,23 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
         diff.partition_gone = True
     failed = {(f["url"], f.get("fingerprint")): f for f in state.failures}
     indexed_variables = set()
-    for row in rows.itertuples(index=False):
-        indexed_variables.add(row.variable)
-        diff.groups[row.url] = row.group
-        stored = state.groups.get(row.variable)
-        if row.skipped:
-            diff.skipped.append(row.url)
+    # zip over columns: itertuples cost ~0.75 ms per partition's frame, 0.33 s over the full archive.
+    for url, variable, group, fingerprint, skipped in zip(rows["url"], rows["variable"], rows["group"], rows["fingerprint"], rows["skipped"]):
+        indexed_variables.add(variable)
+        diff.groups[url] = group
+        stored = state.groups.get(variable)
+        if skipped:
+            diff.skipped.append(url)
             if stored is not None:
-                diff.extra.append(row.variable)
-        elif stored is not None and stored.url == row.url and stored.fingerprint == row.fingerprint:
-            diff.ok.append(row.url)
+                diff.extra.append(variable)
+        elif stored is not None and stored.url == url and stored.fingerprint == fingerprint:
+            diff.ok.append(url)
         elif stored is not None:
-            diff.stale.append(row.url)
-        elif (row.url, row.fingerprint) in failed:
-            diff.failed.append(failed[(row.url, row.fingerprint)])
+            diff.stale.append(url)
+        elif (url, fingerprint) in failed:
+            diff.failed.append(failed[(url, fingerprint)])
         else:
-            diff.missing.append(row.url)
+            diff.missing.append(url)
     diff.extra += sorted(v for v in state.groups if v not in indexed_variables)
     diff.groups |= {v: state.groups[v].group if v in state.groups else partition.variable_group(v) for v in diff.extra}
     return diff

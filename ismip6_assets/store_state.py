@@ -150,6 +150,7 @@ class StoreStateRead:
     by_path: dict[str, tuple[PartitionKey, PartitionState]]
     how: str  # "cached": the file was for the head | "incremental": changed partitions re-read | "full"
     partitions_read: int = 0
+    entries: dict[str, dict] = field(default_factory=dict)  # the file's form of `by_path`, built once per partition
 
     @property
     def states(self) -> dict[str, PartitionState]:
@@ -167,22 +168,22 @@ def load_store_state(repo: icechunk.Repository, store: Location | None = None) -
     cached = _load_cache(store) if store is not None else None
     result = None
     if cached is not None and cached.snapshot == head:
-        result = StoreStateRead(head, cached.by_path, "cached")
+        result = cached
     elif cached is not None:
         try:
             changed = _changed_experiment_paths(repo, cached.snapshot, head)
         except icechunk.IcechunkError:  # not an ancestor (branch reset), or expired: read everything
             changed = None
         if changed is not None and len(changed) <= max(INCREMENTAL_MIN, INCREMENTAL_MAX_SHARE * len(cached.by_path)):
-            by_path = {p: v for p, v in cached.by_path.items() if p not in changed and p.split("/")[0] not in changed}
+            kept = [p for p in cached.by_path if p not in changed and p.split("/")[0] not in changed]
+            result = StoreStateRead(head, {p: cached.by_path[p] for p in kept}, "incremental", len(changed), {p: cached.entries[p] for p in kept})
             for path in sorted(p for p in changed if "/" in p):
                 found = _read_experiment(session_store, path)
                 if found is not None:
-                    by_path[path] = found
-            result = StoreStateRead(head, by_path, "incremental", partitions_read=len(changed))
+                    result.by_path[path], result.entries[path] = found, _entry(*found)
     if result is None:
         by_path = _read_all(repo, head)
-        result = StoreStateRead(head, by_path, "full", partitions_read=len(by_path))
+        result = StoreStateRead(head, by_path, "full", len(by_path), {p: _entry(*v) for p, v in by_path.items()})
     if store is not None and result.how != "cached":
         _save_cache(store, result)
     return result
@@ -193,15 +194,8 @@ def read_store_state(repo: icechunk.Repository, store: Location | None = None) -
     return load_store_state(repo, store).states
 
 
-def _to_json(read: StoreStateRead) -> dict:
-    return {
-        "version": STATE_CACHE_VERSION,
-        "snapshot": read.snapshot,
-        "partitions": {
-            path: {"key": str(key), "failures": state.failures, "groups": {v: [g.url, g.fingerprint] for v, g in state.groups.items()}}
-            for path, (key, state) in read.by_path.items()
-        },
-    }
+def _entry(key: PartitionKey, state: PartitionState) -> dict:
+    return {"key": str(key), "failures": state.failures, "groups": {v: [g.url, g.fingerprint] for v, g in state.groups.items()}}
 
 
 def _from_json(doc: dict) -> StoreStateRead:
@@ -210,7 +204,7 @@ def _from_json(doc: dict) -> StoreStateRead:
         key = PartitionKey.parse(entry["key"])
         groups = {v: StoredGroup(v, key.variable_group(v), url, fp) for v, (url, fp) in entry["groups"].items()}
         by_path[path] = (key, PartitionState(groups=groups, failures=list(entry["failures"]), exists=True))
-    return StoreStateRead(str(doc["snapshot"]), by_path, "cached")
+    return StoreStateRead(str(doc["snapshot"]), by_path, "cached", entries=doc["partitions"])
 
 
 def _load_cache(store: Location) -> StoreStateRead | None:
@@ -229,7 +223,8 @@ def _load_cache(store: Location) -> StoreStateRead | None:
 def _save_cache(store: Location, read: StoreStateRead) -> None:
     """Write the state file; a reader never sees half of it. Best effort: the store is the truth."""
     target = state_cache_path(store)
-    data = json.dumps(_to_json(read), separators=(",", ":")).encode()
+    doc = {"version": STATE_CACHE_VERSION, "snapshot": read.snapshot, "partitions": read.entries}
+    data = json.dumps(doc, separators=(",", ":")).encode()
     try:
         if store.scheme == "file":
             folder = os.path.dirname(target.path)
