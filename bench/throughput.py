@@ -142,14 +142,21 @@ def phase_rerun_one(source: str, store: str) -> dict:
 
 
 def phase_reconcile(source: str, store: str) -> dict:
+    """`reconcile_archive` twice: ``cold`` without the saved store state (every group document read),
+    then as usual, with the state file the cold run left at the branch head."""
     from ismip6_assets.locations import parse_location
     from ismip6_assets.runner import reconcile_archive
+    from ismip6_assets.store_state import state_cache_path
 
     def reconcile() -> dict:
         diffs = reconcile_archive(parse_location(source, "source"), parse_location(store, "store"))
         return {"partitions": len(diffs), "statuses": {s: sum(d.status == s for d in diffs) for s in {d.status for d in diffs}}}
 
-    return _measure(reconcile)
+    state_file = Path(state_cache_path(parse_location(store, "store")).path)
+    state_file.unlink(missing_ok=True)
+    cold = _measure(reconcile)
+    assert state_file.exists()
+    return _measure(reconcile) | {"cold_seconds": cold["seconds"]}
 
 
 PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile, "rerun_one": phase_rerun_one}
@@ -195,10 +202,11 @@ def render_results(results_dir: Path = HERE / "results") -> str:
         "Written by `bench/throughput.py --report` from `bench/results/throughput-scale*.json`; see README, Performance.",
         "files/s and seconds are wall time; CPU is user+sys of the phase's processes; load is the 1-min load average",
         "before/after on the 2-core machine. refresh: `run_archive` in a process with its imports and Dagster instance",
-        "ready (as a sensor or daemon has them); refresh command: the whole `ismip6 run`, interpreter start included.",
+        "ready (as a sensor or daemon has them); refresh command: the whole `ismip6 run`, interpreter start included;",
+        "reconcile: `ismip6 reconcile`'s work with the store-state file at the head; without it: every group document read.",
         "",
-        "| scale | partitions | files | baseline files/s | pipeline files/s | **ratio** | CPU s baseline / pipeline | refresh (1 file) | refresh command | reconcile | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scale | partitions | files | baseline files/s | pipeline files/s | **ratio** | CPU s baseline / pipeline | refresh (1 file) | refresh command | reconcile | reconcile, no state file | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         b, p, a = r["baseline"], r["pipeline"], r["archive"]
@@ -207,7 +215,9 @@ def render_results(results_dir: Path = HERE / "results") -> str:
             f"| {a['scale']:g} | {a['partitions']} | {a['files']} | {b['files_per_s']} | {p['files_per_s']} | **{r['ratio']}x** | "
             f"{b['cpu_seconds']:.0f} / {p['cpu_seconds']:.0f} | {r['refresh']['seconds']:.1f} s = {r['refresh']['percent_of_full_run']}% | "
             + (f"{command['seconds']:.1f} s = {command['percent_of_full_run']}% | " if command else "- | ")
-            + f"{r['reconcile']['seconds']:.1f} s = {r['reconcile']['percent_of_full_run']}% | {r['load_before'][0]} / {r['load_after'][0]} |"
+            + f"{r['reconcile']['seconds']:.1f} s = {r['reconcile']['percent_of_full_run']}% | "
+            + (f"{r['reconcile']['cold_seconds']:.1f} s = {r['reconcile']['cold_percent_of_full_run']}% | " if "cold_seconds" in r["reconcile"] else "- | ")
+            + f"{r['load_before'][0]} / {r['load_after'][0]} |"
         )
     lines += ["", "Peak memory (RSS, MB) of the processes of the full runs and of one partition's run against the whole store:", "",
               "| scale | partitions in store | baseline (one process) | pipeline worker | one partition (23 files) re-run against the store |",
@@ -276,6 +286,9 @@ def main() -> None:
     for name in ("refresh", "refresh_command", "reconcile"):
         result[name]["percent_of_full_run"] = round(100 * result[name]["seconds"] / full, 2)
         print(f"{name:<9} {result[name]['seconds']:.2f} s = {result[name]['percent_of_full_run']}% of the full run", flush=True)
+    result["reconcile"]["cold_percent_of_full_run"] = round(100 * result["reconcile"]["cold_seconds"] / full, 2)
+    print(f"reconcile without the saved store state: {result['reconcile']['cold_seconds']:.2f} s = "
+          f"{result['reconcile']['cold_percent_of_full_run']}% of the full run", flush=True)
     result["rerun_one"] = run_phase("rerun_one", archive, stores["pipeline"])
     print(f"memory    one partition ({result['rerun_one']['files']} files) against the whole store of {archive_shape['partitions']} "
           f"partitions: peak RSS {result['rerun_one']['peak_rss_mb']} MB", flush=True)

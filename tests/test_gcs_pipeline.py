@@ -23,7 +23,7 @@ from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.store_state import read_partition_state
+from ismip6_assets.store_state import load_store_state, read_partition_state
 from ismip6_assets.virtualize import virtualize_rows
 from tests.support.gcs_fixtures import BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
@@ -188,3 +188,8 @@ def test_two_writers_at_once_both_land(gcs, gcs_archive):
     repo = open_repository(store, source)
     for key in keys:
         assert sorted(read_partition_state(repo, PartitionKey.parse(key)).groups) == sorted(f.variable for f in files[key])
+    # The whole store's state, then through the snapshot-keyed file it left on gs://.
+    first = load_store_state(repo, store)
+    assert first.how == "full" and sorted(first.states) == sorted(keys)
+    again = load_store_state(open_repository(store, source), store)
+    assert again.how == "cached" and {k: sorted(s.groups) for k, s in again.states.items()} == {k: sorted(s.groups) for k, s in first.states.items()}
