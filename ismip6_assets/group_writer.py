@@ -129,9 +129,11 @@ def write_groups(store, datasets: list[tuple[xr.Dataset, str]]) -> None:
     The groups must not exist yet (the caller deletes a group it replaces); their parents must.
     """
     validate_virtual_chunk_containers(store.session.config, [vds for vds, _ in datasets])
-    batch = [render_group(vds, group) for vds, group in datasets if can_render(vds)]
+    batch = []
     for vds, group in datasets:
-        if not can_render(vds):
+        if can_render(vds):
+            batch.append(render_group(vds, group))
+        else:
             vds.vz.to_icechunk(store, group=group)
     # A node's parent must exist before the node, and an array before its chunks.
     sync(_set_all(store, {k: v for r in batch for k, v in r.groups.items()}))

@@ -20,7 +20,8 @@ SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
 # new one, so a worker committing partition after partition held ~11 of them: ~40 MB each on the
 # full-shape store (45,200 nodes, ~4.5 per file), 1.07 GB per worker (bench/throughput.py). A
 # writer reads two or three: the head it plans on and the one it commits. 150,000 nodes keeps three
-# full-archive snapshots; Icechunk warns, naming the setting, when one snapshot is larger.
+# full-archive snapshots. Icechunk's own cache-size warning is silenced (store.py: it fires from a
+# fifth of the cache on), so an archive whose snapshot outgrows this needs the setting raised by hand.
 DEFAULT_SNAPSHOT_CACHE_NODES = 150_000
 
 

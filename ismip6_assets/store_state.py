@@ -138,7 +138,7 @@ def _changed_experiment_paths(repo: icechunk.Repository, since: str, head: str) 
     diff = repo.diff(from_snapshot_id=since, to_snapshot_id=head)
     paths = set(diff.new_groups) | set(diff.deleted_groups) | set(diff.updated_groups)
     paths |= set(diff.new_arrays) | set(diff.deleted_arrays) | set(diff.updated_arrays) | set(diff.updated_chunks)
-    paths |= {p for pair in diff.moved_nodes for p in pair} if diff.moved_nodes else set()
+    paths |= {p for pair in diff.moved_nodes for p in pair}  # (from, to) pairs
     return {"/".join(p.strip("/").split("/")[:2]) for p in paths if p.strip("/")}
 
 
