@@ -148,22 +148,31 @@ def open_snippet(store: Location, source: Location, group: str, variable: str) -
     Holds locations only, never credentials: GCS reads use the reader's own environment.
     """
     if store.scheme == "file":
-        storage = f"icechunk.local_filesystem_storage({store.path!r})"
+        storage = f"icechunk.local_filesystem_storage(\n        {store.path!r}\n    )"
     else:
-        storage = f"icechunk.gcs_storage(bucket={store.bucket!r}, prefix={store.path!r}, from_env=True)"
+        storage = f"icechunk.gcs_storage(\n        bucket={store.bucket!r},\n        prefix={store.path!r},\n        from_env=True,\n    )"
     if source.scheme == "file":
         credentials = "icechunk.credentials.LocalFileSystemAccess"
     else:
         credentials = "icechunk.gcs_credentials(anonymous=True)"
+    # One argument a line (at most 72 columns but paths): the UI shows metadata code in a narrow pane and clips long lines.
     return redact(
         "import icechunk\n"
         "import xarray as xr\n"
         "\n"
+        f"source = {source.prefix_url!r}\n"
         "repo = icechunk.Repository.open(\n"
         f"    {storage},\n"
-        f"    authorize_virtual_chunk_access=icechunk.containers_credentials({{{source.prefix_url!r}: {credentials}}}),\n"
+        "    authorize_virtual_chunk_access=icechunk.containers_credentials(\n"
+        f"        {{source: {credentials}}}\n"
+        "    ),\n"
         ")\n"
-        f"ds = xr.open_zarr(repo.readonly_session({BRANCH!r}).store, group={group!r}, consolidated=False)\n"
+        "ds = xr.open_zarr(\n"
+        f"    repo.readonly_session({BRANCH!r}).store,\n"
+        f"    group={group!r},\n"
+        "    consolidated=False,\n"
+        ")\n"
         f"print(ds[{variable!r}])\n"
-        f"print(ds[{variable!r}].isel(time=0).mean().values)  # reads chunks through the store's virtual references\n"
+        "# reads chunks through the store's virtual references:\n"
+        f"print(ds[{variable!r}].isel(time=0).mean().values)\n"
     )

@@ -18,7 +18,7 @@ from ismip6_assets.paths import PartitionKey
 from tests.conftest import open_plain_repo
 
 KEY = "AWI/PISM1/exp05"
-PLOTTED = ("files", "failures", "groups_written", "groups_removed", "groups_in_store", "chunk_refs_written")
+PLOTTED = ("files", "failures", "groups_written", "groups_removed", "partition_groups", "chunk_refs_written")
 
 
 def materialize(archive, instance, key: str) -> dict[str, dict]:
@@ -77,6 +77,7 @@ def test_commit_metadata_says_what_changed_and_stays_plottable_on_a_rerun(archiv
     assert first["commit_message"].value.startswith("Added 4 datasets")
     assert first["groups_added"].value.splitlines() == [f"- `AWI_PISM1/exp05/{v}`" for v in ("acabf", "lim", "lithk", "orog")]
     assert first["groups_written"].value == 4 and first["chunk_refs_written"].value > 0
+    assert "failures_log" not in first  # left out, not shown blank, when nothing failed
 
     second = materialize(archive, instance, KEY)["icechunk_commit"]
     assert second["commit_id"].value == "" and second["branch_head"].value == head
@@ -84,7 +85,7 @@ def test_commit_metadata_says_what_changed_and_stays_plottable_on_a_rerun(archiv
     # The UI plots a key across materializations only while it stays a number.
     for key in PLOTTED:
         assert isinstance(first[key], dg.IntMetadataValue) and isinstance(second[key], dg.IntMetadataValue), key
-    assert second["groups_written"].value == 0 and second["groups_in_store"].value == 4
+    assert second["groups_written"].value == 0 and second["partition_groups"].value == 4
     assert "data:image/png;base64," in second["preview"].value  # every materialization shows the partition
 
 
@@ -95,6 +96,7 @@ def test_failure_table_lists_the_bad_file(archive, archive_dir, instance):
     (record,) = [r.data for r in metadata["failure_table"].records]
     assert record["file"] == bad.name and record["url"] == f"file://{bad}" and record["error"]
     assert metadata["failures"].value == 1 and metadata["groups_written"].value == 3
+    assert metadata["failures_log"].value.endswith(".json")
 
 
 @pytest.mark.slow
@@ -103,6 +105,8 @@ def test_open_with_xarray_snippet_runs_as_pasted(archive, archive_dir, instance,
     text = metadata["open_with_xarray"].value
     assert text.startswith("```python\n") and text.endswith("```")
     code = text.removeprefix("```python\n").removesuffix("```")
+    # Wrapped for the UI's narrow pane: only a line holding a path is longer than 72 columns.
+    assert max(len(line) for line in code.splitlines() if str(tmp_path) not in line) <= 72, code
 
     # Pasted into a fresh interpreter elsewhere: no project code, no environment settings.
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})

@@ -59,13 +59,13 @@ def icechunk_commit(
             "files": len(file_index),
             "groups_written": len(written),
             "groups_removed": len(removed),
-            "groups_in_store": len(stored),
+            "partition_groups": len(stored),  # this partition's variable groups on the branch head
             "chunk_refs_written": sum(vf.chunk_refs for vf in plan.write),
             "failures": len(plan.failures),
             "groups_added": group_list(written),
             "groups_deleted": group_list(removed),
-            "failures_log": dg.MetadataValue.path(failures_url) if failures_url else "",
             "failure_table": failure_table(plan.failures),
+            **({"failures_log": dg.MetadataValue.path(failures_url)} if failures_url else {}),
             "open_with_xarray": snippet(open_snippet(archive.store, archive.source, partition.variable_group(example), example)),
             "preview": preview_markdown(preview, preview_error),
         }
