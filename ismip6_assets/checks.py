@@ -13,7 +13,7 @@ from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.verify import REPAIR_HINT, verify_partition
+from ismip6_assets.verify import DEFAULT_SAMPLE_BUDGET_BYTES, DEFAULT_SAMPLE_VARIABLES, REPAIR_HINT, SamplePolicy, verify_partition
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
@@ -21,19 +21,25 @@ SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.
 class ReconciliationConfig(dg.Config):
     """How deep the check looks (launchpad: ``ops: icechunk_commit_reconciliation: config``)."""
 
-    # auto: read sampled chunks of partitions with at most `deep_max_groups` groups; reading one
-    # chunk per variable of a 30-variable partition on GCS is tens of MB, so big ones opt in.
-    deep: Literal["auto", "always", "never"] = "auto"
-    deep_max_groups: int = 10
+    # sample: on every partition, one chunk (the last) of up to `sample_variables` variables within
+    # `sample_budget_bytes` (store read plus source read), rotating with the store's snapshot;
+    # always: first, middle and last chunk of every array; never: fingerprints only.
+    deep: Literal["sample", "always", "never"] = "sample"
+    sample_variables: int = DEFAULT_SAMPLE_VARIABLES
+    sample_budget_bytes: int = DEFAULT_SAMPLE_BUDGET_BYTES
     chunks_per_array: int = 3
+
+    def policy(self) -> SamplePolicy:
+        return SamplePolicy(self.deep, self.sample_variables, self.sample_budget_bytes, self.chunks_per_array)
 
 
 def _reconciliation(context: dg.AssetCheckExecutionContext, config: ReconciliationConfig, archive: ArchiveResource) -> dg.AssetCheckResult:
-    """Compares the store with a fresh listing of the partition's archive folder.
+    """Compares the store with a fresh listing of the partition's archive folder, and reads a sample.
 
     ERROR when a group is missing, extra or stale, when a sampled chunk does not read the source's
-    values, or when nothing was compared; WARN when only recorded failures remain; the table lists
-    each offending file so the dashboard says what to fix.
+    values (compared by position), when the sample read nothing, or when nothing was compared;
+    WARN when only recorded failures remain (or a skip-list entry no longer matches its file); the
+    table lists each offending file so the dashboard says what to fix.
 
     Non-blocking, deliberately: it runs after the commit has landed and nothing is downstream of
     `icechunk_commit`, so blocking would stop nothing; it would only fail the run and hide that
@@ -44,23 +50,27 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     repo = archive.repository()
     state = read_partition_state(repo, partition)
     diff = store_diff(partition, list_archive(archive.source, partition).rows, state)
-    deep = config.deep == "always" or (config.deep == "auto" and len(diff.ok) <= config.deep_max_groups)
-    verified = verify_partition(repo, archive.source, state, diff.ok, config.chunks_per_array) if deep else None
-    status = "ERROR" if verified and verified.findings else diff.status
+    verified = verify_partition(repo, archive.source, state, diff.ok, config.policy())
+    status = "ERROR" if verified.findings else diff.status
     return dg.AssetCheckResult(
         passed=status == "OK",
         severity=SEVERITY.get(status, dg.AssetCheckSeverity.WARN),
         metadata={
             **diff.counts(),
             "status": status,
-            "bad_refs": len(verified.findings) if verified else 0,
-            "deep_groups": verified.groups if verified else 0,
-            "deep_chunks": verified.chunks if verified else 0,
-            "findings": markdown(diff.rows() + (verified.findings if verified else [])),
+            "bad_refs": len(verified.findings),
+            "deep_mode": config.deep,
+            "deep_groups": verified.groups,
+            "deep_chunks": verified.chunks,
+            "deep_bytes": dg.MetadataValue.int(verified.bytes_read),
+            "deep_budget_bytes": dg.MetadataValue.int(config.sample_budget_bytes),
+            "deep_arrays": verified.candidates,
+            "findings": markdown(diff.rows() + verified.findings),
+            **({"deep_sample": markdown(verified.read)} if verified.read else {}),
         },
         description=f"{partition}: {status}"
-        + ("" if deep else " (deep verification off)")
-        + (f". {REPAIR_HINT}" if verified and verified.findings else ""),
+        + (" (deep verification off)" if config.deep == "never" else f" ({verified.chunks} chunks, {verified.bytes_read:,} bytes read)")
+        + (f". {REPAIR_HINT}" if verified.findings else ""),
     )
 
 

@@ -1,122 +1,214 @@
 """Deep verification: do a partition's stored chunk references still read the source's values?
 
 The shallow reconciliation trusts fingerprints (mtime+size on local disks): a file rewritten in
-place with its size and mtime kept, or a reference written wrong, passes it. This reads a sample
-of each group's virtual chunks through the store and compares one decoded chunk per variable with
-the source opened by `xr.open_dataset`.
+place with its size and mtime kept, or a reference written wrong, passes it. This reads sampled
+virtual chunks through the store and compares each, decoded, with the same region of the source.
 
-Icechunk 2.3 has no public getter for a virtual ref's offset and length, so "the byte range lies
-inside the file" is checked by reading the chunk's raw bytes through the store: that fetches
-exactly ``[offset, offset + length)`` of the source and fails when the range runs past its end.
+**By position, never by name.** The fixes rename dims (``nx`` → ``x``), split one contiguous chunk
+into one per time step and re-encode time, but no fix moves a value: element ``i, j, k`` of a stored
+array is element ``i, j, k`` of the source variable of the same name. So a stored chunk's region is
+computed from the *stored* array's shape and chunk grid and applied to the source by position.
+Both sides are read raw (no CF masking or scaling): the stored array through zarr, the source with
+``decode_cf=False``; coordinates (loaded inline, our bytes, time re-encoded) are not compared.
+
+**Bounded by default.** `SamplePolicy` ``sample`` (the default) reads the last chunk (where a
+truncated file shows) of up to ``max_variables`` variables, in an order that rotates with the
+store's snapshot so successive checks cover different variables, skipping chunks that would take
+the partition past ``budget_bytes``. A chunk's cost is twice its stored length (the store read and
+the source read of the same bytes); Icechunk's ``getsize`` gives a virtual chunk's length from the
+manifest without fetching it. ``always`` reads first, middle and last chunk of every array.
+A sample that read nothing is itself a finding: a check must not pass on what it did not look at.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import icechunk
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from ismip6_assets.locations import Location
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import PartitionState
-from ismip6_assets.virtualize import one_line
-
+from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 
 # The fingerprint still matches, so no run rewrites such a group by itself: a changed fingerprint
 # (touch the file) or the group gone (missing) is what makes the sensor request its rewrite.
 REPAIR_HINT = "bad_ref: the source changed under an unchanged fingerprint; touch the file (or delete the group) and the next run rewrites it"
+DEFAULT_SAMPLE_VARIABLES = 8
+DEFAULT_SAMPLE_BUDGET_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class SamplePolicy:
+    """How much of a partition the deep check reads."""
+
+    mode: Literal["sample", "always", "never"] = "sample"
+    max_variables: int = DEFAULT_SAMPLE_VARIABLES
+    budget_bytes: int = DEFAULT_SAMPLE_BUDGET_BYTES
+    chunks_per_array: int = 3  # "always": first, middle and last chunk of every array
 
 
 @dataclass
 class Verification:
-    """What the deep check read, and each group whose references do not match the source."""
+    """What the deep check read, and each array whose references do not match the source."""
 
-    groups: int = 0
+    policy: SamplePolicy = field(default_factory=SamplePolicy)
+    groups: int = 0  # groups with at least one chunk read
     chunks: int = 0
+    bytes_read: int = 0
+    candidates: int = 0  # arrays that could have been sampled
+    read: list[dict] = field(default_factory=list)  # rows: item, chunk, bytes
     findings: list[dict] = field(default_factory=list)  # rows: category "bad_ref", item, reason
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    group: str
+    name: str
+    url: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @property
+    def item(self) -> str:
+        return f"{self.group}/{self.name}"
+
+
 def sample_chunks(shape: tuple[int, ...], chunks: tuple[int, ...], n: int = 3) -> list[tuple[int, ...]]:
-    """First, middle and last chunk of the grid: the last is where a truncated file shows."""
+    """First, middle and last chunk of the grid (the last ``n`` of them): the last is where a truncated file shows."""
     grid = [max(1, math.ceil(s / c)) for s, c in zip(shape, chunks, strict=True)]
     total = math.prod(grid)
     picks = sorted({0, total // 2, total - 1})[-n:] if n > 0 else []
     return [tuple(int(i) for i in np.unravel_index(p, grid)) for p in picks]
 
 
+def chunk_region(shape: tuple[int, ...], chunks: tuple[int, ...], coords: tuple[int, ...]) -> tuple[slice, ...]:
+    """The positional region of chunk ``coords`` in an array of ``shape`` chunked by ``chunks``."""
+    return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(coords, chunks, shape, strict=True))
+
+
+def _chunk_key(group: str, name: str, coords: tuple[int, ...]) -> str:
+    return f"{group}/{name}/c/" + "/".join(map(str, coords))
+
+
 def _open_source(source: Location, url: str) -> xr.Dataset:
     target = source.join(source.relpath_of(url)).fs_path
     opened = target if source.scheme == "file" else source.fs.open(target, "rb")
-    return xr.open_dataset(opened, decode_times=False)
+    return xr.open_dataset(opened, decode_cf=False, mask_and_scale=False, decode_times=False)
 
 
-def verify_group(session: icechunk.Session, source: Location, group: str, url: str, chunks_per_array: int = 3) -> tuple[int, list[dict]]:
-    """Read sampled chunks of each virtual array of `group`; return (chunks read, findings)."""
+def _candidates(session: icechunk.Session, group: str, url: str) -> list[_Candidate]:
+    """The data arrays of ``group``: coordinates are loaded inline and re-encoded (our bytes, not the source's)."""
     stored = zarr.open_group(session.store, path=group, mode="r", zarr_format=3)
-    read, findings = 0, []
-    for name, array in stored.arrays():
-        # Only virtual chunks point into the source; inline/native ones (coordinates) are our bytes.
-        sampled = [
-            c for c in (sample_chunks(array.shape, array.chunks, chunks_per_array) if array.ndim else [])
-            if session.chunk_type(f"/{group}/{name}", list(c)) == icechunk.ChunkType.virtual
-        ]
-        for coords in sampled:
-            key = f"{group}/{name}/c/" + "/".join(map(str, coords))
-            try:
-                sync(session.store.get(key, default_buffer_prototype()))
-                read += 1
-            except Exception as exc:  # noqa: BLE001 - any read error is the finding
-                findings.append({"category": "bad_ref", "item": f"{group}/{name}", "reason": f"chunk {coords} unreadable: {one_line(exc)}"})
-                break
-        else:
-            if sampled and (problem := _compare_chunk(session, source, group, name, url, array.chunks, sampled[-1])):
-                findings.append({"category": "bad_ref", "item": f"{group}/{name}", "reason": problem})
-    return read, findings
+    return [
+        _Candidate(group, name, url, tuple(array.shape), tuple(array.chunks))
+        for name, array in stored.arrays()
+        if array.ndim and name not in COORDINATE_NAMES
+    ]
 
 
-def _compare_chunk(session, source: Location, group: str, name: str, url: str, chunks, coords) -> str:
-    """'' when the chunk decodes to the source's values, else why not."""
-    region = {}
+def compare_chunk(session: icechunk.Session, source: Location, candidate: _Candidate, coords: tuple[int, ...]) -> str:
+    """'' when the stored chunk decodes to the source's values at the same position, else why not."""
+    region = chunk_region(candidate.shape, candidate.chunks, coords)
+    array = zarr.open_array(session.store, path=f"{candidate.group}/{candidate.name}", mode="r", zarr_format=3)
+    try:
+        actual = np.asarray(array[region])
+    except Exception as exc:  # noqa: BLE001 - any read error is the finding
+        return f"chunk {coords} unreadable: {one_line(exc)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stored = xr.open_zarr(session.store, group=group, consolidated=False, decode_times=False)
-        with _open_source(source, url) as original:
-            if name not in original:
-                return f"{name} not in the source file"
-            region = {d: slice(i * c, (i + 1) * c) for d, i, c in zip(original[name].dims, coords, chunks, strict=True)}
-            expected = original[name].isel(region).values
-        try:
-            actual = stored[name].isel(region).values
-        except Exception as exc:  # noqa: BLE001
-            return f"chunk {tuple(coords)} does not decode: {one_line(exc)}"
+        with _open_source(source, candidate.url) as original:
+            if candidate.name not in original.variables:
+                return f"{candidate.name} not in the source file"
+            variable = original.variables[candidate.name]
+            if tuple(variable.shape) != candidate.shape:
+                return f"shape {candidate.shape} in the store, {tuple(variable.shape)} in the source"
+            expected = np.asarray(variable[region].values)
     if actual.shape != expected.shape or not np.array_equal(actual, expected, equal_nan=actual.dtype.kind == "f"):
-        return f"chunk {tuple(coords)} decodes to other values than the source"
+        return f"chunk {coords} decodes to other values than the source"
     return ""
 
 
+def _rotation(seed: str, candidate: _Candidate) -> str:
+    return hashlib.sha256(f"{seed} {candidate.item}".encode()).hexdigest()
+
+
+def _cost(session: icechunk.Session, candidate: _Candidate, coords: tuple[int, ...]) -> int:
+    """Bytes the comparison fetches: the chunk through the store and the same range of the source.
+
+    A chunk never written (an unallocated HDF5 chunk) costs nothing: both sides read the fill value.
+    """
+    path = f"/{candidate.group}/{candidate.name}"
+    if session.chunk_type(path, list(coords)) == icechunk.ChunkType.uninitialized:
+        return 0
+    return 2 * int(sync(session.store.getsize(_chunk_key(candidate.group, candidate.name, coords))))
+
+
 def verify_partition(
-    repo: icechunk.Repository, source: Location, state: PartitionState, urls: Iterable[str], chunks_per_array: int = 3
+    repo: icechunk.Repository, source: Location, state: PartitionState, urls: Iterable[str], policy: SamplePolicy | None = None
 ) -> Verification:
     """Deep-check the partition's groups built from `urls` (those reconciliation found current)."""
+    policy = policy or SamplePolicy()
+    result = Verification(policy=policy)
+    if policy.mode == "never":
+        return result
     wanted = set(urls)
     session = repo.readonly_session(branch=BRANCH)
-    result = Verification()
+    candidates = []
     for stored in sorted(state.groups.values(), key=lambda g: g.group):
         if stored.url not in wanted:
             continue
         try:
-            read, findings = verify_group(session, source, stored.group, stored.url, chunks_per_array)
-        except Exception as exc:  # noqa: BLE001 - a source that no longer opens is a finding, not a crashed check
-            read, findings = 0, [{"category": "bad_ref", "item": stored.group, "reason": f"could not verify: {one_line(exc)}"}]
-        result.groups += 1
-        result.chunks += read
-        result.findings += findings
+            candidates += _candidates(session, stored.group, stored.url)
+        except Exception as exc:  # noqa: BLE001 - a group that no longer opens is a finding, not a crashed check
+            result.findings.append({"category": "bad_ref", "item": stored.group, "reason": f"could not verify: {one_line(exc)}"})
+    result.candidates = len(candidates)
+    if policy.mode == "sample":
+        seed = session.snapshot_id
+        candidates.sort(key=lambda c: _rotation(seed, c))
+    groups = set()
+    for candidate in candidates:
+        if policy.mode == "sample" and result.chunks >= policy.max_variables:
+            break
+        picks = sample_chunks(candidate.shape, candidate.chunks, 1 if policy.mode == "sample" else policy.chunks_per_array)
+        for coords in picks:
+            try:
+                cost = _cost(session, candidate, coords)
+            except Exception as exc:  # noqa: BLE001
+                result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": f"chunk {coords} unreadable: {one_line(exc)}"})
+                break
+            if policy.mode == "sample" and result.bytes_read + cost > policy.budget_bytes:
+                continue  # too big for what is left of the budget; a smaller one may fit
+            try:
+                problem = compare_chunk(session, source, candidate, coords)
+            except Exception as exc:  # noqa: BLE001 - a source that no longer opens is a finding
+                problem = f"could not verify: {one_line(exc)}"
+            result.chunks += 1
+            result.bytes_read += cost
+            groups.add(candidate.group)
+            result.read.append({"item": candidate.item, "chunk": str(coords), "bytes": cost})
+            if problem:
+                result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
+                break
+    result.groups = len(groups)
+    if wanted and result.chunks == 0 and not result.findings:
+        reason = (
+            f"every sampled chunk is larger than the budget of {policy.budget_bytes:,} bytes" if candidates else "no data array in the stored groups"
+        )
+        result.findings.append({"category": "not_verified", "item": state_label(state), "reason": f"the deep sample read nothing: {reason}"})
     return result
+
+
+def state_label(state: PartitionState) -> str:
+    """The experiment group of a partition's stored groups, for a finding about all of them."""
+    first = next(iter(state.groups.values()), None)
+    return first.group.rsplit("/", 1)[0] if first else ""

@@ -1,0 +1,118 @@
+"""The deep check compares by position: no false alarm after any fix, and a sabotaged reference is found.
+
+For every fix in ``fixes/`` a quirk partition that the fix changes is stored through the real
+pipeline (Dagster, default check config), must check OK; then one reference is pointed at other
+bytes of its file and the same default check must say ERROR naming that array.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pytest
+import zarr
+from zarr.core.sync import sync
+
+from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.runner import run_partition
+from ismip6_assets.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.sample_quirks import (
+    CONTIGUOUS_PARTITION,
+    GRID_PARTITION,
+    SENTINEL_PARTITION,
+    UCIJPL_PARTITION,
+    UNITLESS_PARTITION,
+    write_quirk_archive,
+)
+from ismip6_assets.verify import chunk_region, sample_chunks
+from tests.conftest import open_plain_repo
+from tests.quirks_support import copy_partition
+from tests.test_reconcile_deep import check
+
+# fix -> (partition it changes, array to sabotage)
+FIX_CASES = {
+    "NormalizeTime": (UNITLESS_PARTITION, "lithk"),  # time re-encoded from unit-less offsets
+    "StandardGrid": (GRID_PARTITION, "lithk"),  # dims (time, ny, nx) renamed to (time, y, x): the false alarm seen
+    "StandardGrid+SplitContiguousTime": (UCIJPL_PARTITION, "lithk"),  # renamed and split per time step
+    "SplitContiguousTime": (CONTIGUOUS_PARTITION, "orog"),  # NetCDF3 contiguous, split per time step
+    "SentinelValue+VariableType": (SENTINEL_PARTITION, "orog"),  # sentinel attrs, ISMIP6 type
+}
+
+
+@pytest.fixture(scope="module")
+def quirk_archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quirks") / "archive"
+    write_quirk_archive(root)
+    return root
+
+
+def test_chunk_regions_are_positional_and_clipped():
+    assert chunk_region((5, 191, 191), (1, 191, 191), (4, 0, 0)) == (slice(4, 5), slice(0, 191), slice(0, 191))
+    assert chunk_region((5,), (2,), (2,)) == (slice(4, 5),)
+    assert sample_chunks((5, 191, 191), (1, 191, 191), 1) == [(4, 0, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fix", sorted(FIX_CASES))
+def test_every_fix_checks_ok_and_a_wrong_offset_is_found(fix, quirk_archive, tmp_path, instance):
+    partition, variable = FIX_CASES[fix]
+    archive_dir = copy_partition(quirk_archive, tmp_path / "archive", partition)
+    store_dir = tmp_path / "store"
+    archive = ArchiveResource(source_url=str(archive_dir), store_url=str(store_dir))
+    instance.add_dynamic_partitions("model_experiment", [partition])
+
+    outcome = run_partition(archive, instance, partition)
+    assert outcome.status == "OK", outcome.findings
+    ok = check(archive, instance, partition)
+    assert ok.passed, ok.metadata["findings"].value
+    assert ok.metadata["deep_chunks"].value >= 1 and ok.metadata["deep_bytes"].value > 0
+
+    # Point the last chunk of `variable` at the file's first bytes: the same length, other bytes.
+    inst, model, exp = partition.split("/")
+    group = f"{inst}_{model}/{exp}/{variable}"
+    repo = open_plain_repo(store_dir, archive_dir)
+    session = repo.writable_session("main")
+    array = zarr.open_array(session.store, path=f"{group}/{variable}", mode="r", zarr_format=3)
+    last = sample_chunks(array.shape, array.chunks, 1)[0]
+    key = f"{group}/{variable}/c/" + "/".join(map(str, last))
+    length = int(sync(session.store.getsize(key)))
+    (path,) = (archive_dir / "Projection-AIS" / partition).glob(f"*{variable}_AIS_*.nc")
+    session.store.set_virtual_ref(key, f"file://{os.path.realpath(path)}", offset=0, length=length)
+    session.commit("sabotage: a reference at the wrong offset")
+
+    bad = check(archive, instance, partition)
+    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.metadata["stale"].value == 0 and bad.metadata["bad_refs"].value == 1
+    assert f"{group}/{variable}" in bad.metadata["findings"].value
+
+
+def _big_partition(root, n_files: int) -> str:
+    """One partition of ``n_files`` variables (the real archive's partitions hold ~23)."""
+    folder = root / "Projection-AIS" / "AWI" / "PISM1" / "exp05"
+    folder.mkdir(parents=True)
+    names = [f"lithk{i:02d}" for i in range(n_files)]  # non-standard names: the index takes any var_AIS_... file
+    for name in names:
+        ds = sample_dataset("lithk", name, 3, 61).rename({"lithk": name})
+        write_netcdf(ds, folder / f"{name}_AIS_AWI_PISM1_exp05.nc", "chunked")
+    return "AWI/PISM1/exp05"
+
+
+@pytest.mark.slow
+def test_a_partition_of_26_files_gets_a_bounded_sample_by_default(tmp_path, instance):
+    key = _big_partition(tmp_path / "archive", 26)
+    archive = ArchiveResource(source_url=str(tmp_path / "archive"), store_url=str(tmp_path / "store"))
+    instance.add_dynamic_partitions("model_experiment", [key])
+    assert run_partition(archive, instance, key).status == "OK"
+
+    sampled = check(archive, instance, key)
+    assert sampled.passed and sampled.metadata["ok"].value == 26
+    assert sampled.metadata["deep_mode"].value == "sample"
+    assert sampled.metadata["deep_chunks"].value == 8 and sampled.metadata["deep_arrays"].value == 26
+    assert 0 < sampled.metadata["deep_bytes"].value <= sampled.metadata["deep_budget_bytes"].value
+    assert "deep_sample" in sampled.metadata and "bytes read" in sampled.description
+
+    # A budget smaller than any chunk reads nothing, and a sample that read nothing fails.
+    starved = check(archive, instance, key, sample_budget_bytes=100)
+    assert not starved.passed and starved.metadata["deep_chunks"].value == 0
+    assert "read nothing" in starved.metadata["findings"].value
