@@ -28,6 +28,7 @@ INDEX_COLUMNS = [
     "size",
     "fingerprint",
     "skipped",
+    "duplicate",  # another file of the experiment maps to the same variable group: neither is stored
 ]
 
 
@@ -61,7 +62,7 @@ class ArchiveListing:
 
 
 def empty_index() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "size" else "bool" if c == "skipped" else "object") for c in INDEX_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "size" else "bool" if c in ("skipped", "duplicate") else "object") for c in INDEX_COLUMNS})
 
 
 def list_archive(source: Location, partition: PartitionKey | None = None, skip_list: SkipList | None = None) -> ArchiveListing:
@@ -72,7 +73,7 @@ def list_archive(source: Location, partition: PartitionKey | None = None, skip_l
         found = source.fs.find(root.fs_path, detail=True)
     except FileNotFoundError:
         found = {}
-    rows, ignored, seen_groups = [], [], {}
+    rows, ignored = [], []
     for fs_path, info in sorted(found.items()):
         if info.get("type") == "directory":
             continue
@@ -82,12 +83,6 @@ def list_archive(source: Location, partition: PartitionKey | None = None, skip_l
         except InvalidName as exc:
             ignored.append((relpath, f"unrecognised: {exc}"))
             continue
-        # Two files of one experiment naming the same variable would write one group twice.
-        slot = (parsed.partition, parsed.variable)
-        if slot in seen_groups:
-            ignored.append((relpath, f"duplicate: variable group {parsed.group} already from {seen_groups[slot]}"))
-            continue
-        seen_groups[slot] = relpath
         url = source.url_of(relpath)
         key = parsed.partition
         rows.append(
@@ -102,14 +97,38 @@ def list_archive(source: Location, partition: PartitionKey | None = None, skip_l
                 "size": int(info.get("size") or 0),
                 "fingerprint": fingerprint_of(info),
                 "skipped": skip_list.matches(url),
+                "duplicate": False,
             }
         )
+    ignored += _mark_duplicates(rows, source)
     frame = pd.DataFrame(rows, columns=INDEX_COLUMNS) if rows else empty_index()
     for group, owners in _model_group_collisions(frame).items():
         clash = (frame["institution"] + "/" + frame["model_name"]).isin(owners)
         ignored += [(source.relpath_of(u), f"collision: {' and '.join(owners)} both map to store group {group}") for u in frame.loc[clash, "url"]]
         frame = frame[~clash]
-    return ArchiveListing(rows=frame.astype({"size": "int64", "skipped": "bool"}), ignored=ignored)
+    return ArchiveListing(rows=frame.astype({"size": "int64", "skipped": "bool", "duplicate": "bool"}), ignored=ignored)
+
+
+def _mark_duplicates(rows: list[dict], source: Location) -> list[tuple[str, str]]:
+    """Flag files of one experiment that map to the same variable group, and say so for each.
+
+    Picking one would be a guess: ``lithk_AIS_AWI_PISM1_exp05 (copy).nc`` sorts before the real
+    file (' ' < '.'), so "first listed wins" let a stray copy replace the real data. Both stay in the
+    index, flagged; `reconcile.store_diff` writes neither and reports ERROR until one is deleted or
+    skip-listed (skip-listed files take no slot).
+    """
+    slots: dict[str, list[dict]] = {}
+    for row in rows:
+        if not row["skipped"]:
+            slots.setdefault(row["group"], []).append(row)
+    ignored = []
+    for group, clash in slots.items():
+        if len(clash) > 1:
+            names = " and ".join(r["url"].rsplit("/", 1)[-1] for r in clash)
+            for row in clash:
+                row["duplicate"] = True
+                ignored.append((source.relpath_of(row["url"]), f"duplicate: {names} both map to variable group {group}; neither is stored until one is deleted or skip-listed"))
+    return ignored
 
 
 def _model_group_collisions(rows: pd.DataFrame) -> dict[str, list[str]]:
@@ -141,4 +160,7 @@ def read_full_index(store: Location) -> pd.DataFrame:
     for path in sorted(files):
         with store.fs.open(path, "rb") as f:
             frames.append(pd.read_parquet(f))
-    return pd.concat(frames, ignore_index=True) if frames else empty_index()
+    if not frames:
+        return empty_index()
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.assign(duplicate=frame["duplicate"].eq(True)) if "duplicate" in frame else frame.assign(duplicate=False)  # older parquet lacks it

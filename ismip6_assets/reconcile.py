@@ -8,10 +8,13 @@
 - stale: in both, but the store was built from other bytes (fingerprint differs)
 - failed: a failure is recorded for the file's current fingerprint
 - skipped: on the skip list
+- duplicate: two or more files map to one variable group; neither is written and what is stored
+  stays as it is, ERROR until a human deletes or skip-lists one (a run cannot fix it)
 - partition_gone: the store holds the partition, its archive folder is gone (its groups go next run)
 - no_files: nothing listed and nothing stored; the check fails because it compared nothing
 
-ERROR when the store is *behind* (missing, extra, stale, partition_gone) or nothing was compared;
+ERROR when the store is *behind* (missing, extra, stale, partition_gone), on duplicates, or when
+nothing was compared;
 WARN when only failures remain: a run cannot fix those until the file's fingerprint changes.
 
 `refresh_requests` turns the same answer, for every partition at once, into the runs a sensor asks
@@ -44,6 +47,7 @@ class StoreDiff:
     extra: list[str] = field(default_factory=list)  # variables in the store without a source file
     failed: list[dict] = field(default_factory=list)  # failure records still current
     skipped: list[str] = field(default_factory=list)  # urls
+    duplicate: list[str] = field(default_factory=list)  # urls of files that share a variable group
     ok: list[str] = field(default_factory=list)  # urls
     indexed: int = 0
     partition_gone: bool = False  # the store holds the partition but the archive folder is gone
@@ -56,9 +60,9 @@ class StoreDiff:
 
     @property
     def status(self) -> str:
-        """``ERROR``: the store is behind the archive, or nothing was compared; ``WARN``: only
-        recorded failures; ``OK``."""
-        if self.behind or self.indexed == 0:
+        """``ERROR``: the store is behind the archive, files clash on a group, or nothing was
+        compared; ``WARN``: only recorded failures; ``OK``."""
+        if self.behind or self.duplicate or self.indexed == 0:
             return "ERROR"
         return "WARN" if self.failed else "OK"
 
@@ -67,12 +71,16 @@ class StoreDiff:
         return self.missing + self.stale
 
     def counts(self) -> dict[str, int]:
-        return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "ok")} | {"indexed": self.indexed}
+        return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "ok")} | {"indexed": self.indexed}
 
     def rows(self) -> list[dict]:
         """One row per offending file or group, naming the store group, for tables people read."""
         out = [{"category": c, "item": u, "group": self.groups.get(u, "")} for c in ("missing", "stale", "extra") for u in getattr(self, c)]
         out += [{"category": "failed", "item": f["url"], "group": self.groups.get(f["url"], ""), "reason": f.get("error", "")} for f in self.failed]
+        out += [
+            {"category": "duplicate", "item": u, "group": self.groups.get(u, ""), "reason": "another file maps to this group; delete or skip-list one"}
+            for u in self.duplicate
+        ]
         out += [{"category": "skipped", "item": u, "group": self.groups.get(u, "")} for u in self.skipped]
         if self.partition_gone:
             out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
@@ -89,15 +97,22 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
         diff.partition_gone = True
     failed = {(f["url"], f.get("fingerprint")): f for f in state.failures}
     indexed_variables = set()
+    # Rows built by hand (or older parquet) may lack the column: only True flags a duplicate.
+    duplicates = rows["duplicate"].eq(True) if "duplicate" in rows else [False] * len(rows)
+    live = set(rows["variable"][~rows["skipped"].astype(bool)])
     # zip over columns: itertuples cost ~0.75 ms per partition's frame, 0.33 s over the full archive.
-    for url, variable, group, fingerprint, skipped in zip(rows["url"], rows["variable"], rows["group"], rows["fingerprint"], rows["skipped"]):
+    for url, variable, group, fingerprint, skipped, duplicate in zip(
+        rows["url"], rows["variable"], rows["group"], rows["fingerprint"], rows["skipped"], duplicates
+    ):
         indexed_variables.add(variable)
         diff.groups[url] = group
         stored = state.groups.get(variable)
         if skipped:
             diff.skipped.append(url)
-            if stored is not None:
+            if stored is not None and variable not in live:  # a skip-listed copy beside the real file removes nothing
                 diff.extra.append(variable)
+        elif duplicate:
+            diff.duplicate.append(url)  # neither written nor removed: the stored group stays as it is
         elif stored is not None and stored.url == url and stored.fingerprint == fingerprint:
             diff.ok.append(url)
         elif stored is not None:

@@ -142,9 +142,9 @@ def _root_message(error) -> str:
 
 
 def _findings(metadata) -> list[dict]:
-    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "bad_refs")}
+    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "bad_refs")}
     findings = [{"category": k, "item": str(n)} for k, n in counts.items() if n]
-    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale"))):
+    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "duplicate"))):
         findings.append({"category": "details", "item": str(metadata["findings"].value)})
     return findings
 
@@ -152,6 +152,7 @@ def _findings(metadata) -> list[dict]:
 def _unchanged(diff: StoreDiff) -> PartitionOutcome:
     counts = diff.counts()
     findings = [{"category": k, "item": str(counts[k])} for k in ("failed", "skipped") if counts[k]]
+    findings += [{"category": "duplicate", "item": u} for u in diff.duplicate]
     return PartitionOutcome(diff.partition, diff.status, files=diff.indexed, failures=len(diff.failed), findings=findings, ran=False)
 
 

@@ -122,3 +122,58 @@ def test_group_deleted_from_store_fails_the_check_at_error(archive, archive_dir,
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "orog_AIS_DOE_MALI_expA1.nc" in evaluation.metadata["findings"].value
+
+
+@pytest.mark.slow
+def test_two_files_for_one_group_are_reported_and_neither_replaces_what_is_stored(archive, archive_dir, store_dir, instance):
+    from ismip6_assets.runner import plan_archive
+
+    key = "AWI/PISM1/exp05"
+    folder = archive_dir / "Projection-AIS/AWI/PISM1/exp05"
+    source, store = parse_location(str(archive_dir), "source"), parse_location(str(store_dir), "store")
+
+    def copy_beside(variable: str):
+        """`{file} (copy).nc` with other values: it sorts before the real file (' ' < '.')."""
+        with xr.open_dataset(folder / f"{variable}_AIS_AWI_PISM1_exp05.nc") as ds:
+            changed = ds.load()
+        changed[variable] = changed[variable] * 2
+        path = folder / f"{variable}_AIS_AWI_PISM1_exp05 (copy).nc"
+        changed.to_netcdf(path)
+        return path
+
+    # Both present from the start: neither is stored, the check is ERROR and names both.
+    orog_copy = copy_beside("orog")
+    instance.add_dynamic_partitions("model_experiment", [key])
+    first = run_partition(archive, instance, key)
+    assert first.status == "ERROR" and first.written == 3
+    assert "orog" not in zarr.open_group(open_plain_repo(store_dir, archive_dir).readonly_session("main").store, path="AWI_PISM1/exp05", mode="r")
+    listing = list_archive(source, PartitionKey.parse(key))
+    reasons = {path.rsplit("/", 1)[-1]: reason for path, reason in listing.ignored}
+    assert set(reasons) == {orog_copy.name, "orog_AIS_AWI_PISM1_exp05.nc"}
+    assert all(r.startswith("duplicate:") and orog_copy.name in r and "AWI_PISM1/exp05/orog" in r for r in reasons.values())
+    import pandas as pd
+
+    indexed = pd.read_parquet(store_dir / "index/AWI/PISM1/exp05.parquet")  # the index names both, flagged
+    assert set(indexed.loc[indexed["duplicate"], "url"].str.rsplit("/", n=1).str[-1]) == set(reasons)
+
+    orog_copy.unlink()
+    assert run_partition(archive, instance, key).status == "OK"
+
+    # A copy appears beside a stored file: the stored group stays as it is, and the check says ERROR.
+    repo = open_plain_repo(store_dir, archive_dir)
+    before = open_group(repo, "AWI_PISM1/exp05/lithk")
+    head = next(iter(repo.ancestry(branch="main"))).id
+    lithk_copy = copy_beside("lithk")
+    outcome = run_partition(archive, instance, key)
+    assert outcome.status == "ERROR" and outcome.written == 0 and outcome.removed == 0 and outcome.commit_id == ""
+    assert next(iter(open_plain_repo(store_dir, archive_dir).ancestry(branch="main"))).id == head
+    after = open_group(open_plain_repo(store_dir, archive_dir), "AWI_PISM1/exp05/lithk")
+    np.testing.assert_array_equal(after["lithk"].values, before["lithk"].values)
+    assert after.attrs["ismip6_source_url"] == before.attrs["ismip6_source_url"] == f"file://{folder}/lithk_AIS_AWI_PISM1_exp05.nc"
+    # `ismip6 run` and `ismip6 reconcile` plan from the same diff: ERROR, naming both files, no run asked.
+    diff = plan_archive(source, store)[key]
+    assert diff.status == "ERROR" and not diff.behind
+    assert sorted(u.rsplit("/", 1)[-1] for u in diff.duplicate) == sorted([lithk_copy.name, "lithk_AIS_AWI_PISM1_exp05.nc"])
+
+    lithk_copy.unlink()
+    assert run_partition(archive, instance, key).status == "OK"

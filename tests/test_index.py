@@ -58,3 +58,21 @@ def test_group_collisions_between_models_are_ignored_not_merged(archive_dir):
     listing = list_archive(parse_location(str(archive_dir), "source"))
     assert not listing.rows["url"].str.contains("/exp01/").any()
     assert sum("collision" in reason for _, reason in listing.ignored) == 2
+
+
+def test_two_files_for_one_group_are_both_flagged_and_ignored_with_the_reason_unless_one_is_skip_listed(archive_dir):
+    from ismip6_assets.skip_list import SkipList
+
+    folder = archive_dir / "Projection-AIS/AWI/PISM1/exp05"
+    copy = folder / "lithk_AIS_AWI_PISM1_exp05 (copy).nc"
+    copy.write_bytes((folder / "lithk_AIS_AWI_PISM1_exp05.nc").read_bytes())
+    source, key = parse_location(str(archive_dir), "source"), PartitionKey("AWI", "PISM1", "exp05")
+
+    listing = list_archive(source, key)
+    flagged = listing.rows[listing.rows["duplicate"]]
+    assert sorted(flagged["url"].str.rsplit("/", n=1).str[-1]) == [copy.name, "lithk_AIS_AWI_PISM1_exp05.nc"]
+    assert [p for p, r in listing.ignored if r.startswith("duplicate:")] == sorted(source.relpath_of(u) for u in flagged["url"])
+    assert listing.rows["duplicate"].sum() == 2
+
+    skipping = list_archive(source, key, skip_list=SkipList(("(copy)",)))
+    assert not skipping.rows["duplicate"].any() and not skipping.ignored

@@ -75,6 +75,21 @@ def test_a_stale_file_that_now_fails_loses_its_group_and_an_empty_partition_is_r
     assert commit_plan(store_diff(KEY, rows({}), PartitionState()), [], []).remove_partition
 
 
+def test_files_sharing_a_group_are_error_write_nothing_and_remove_nothing_and_a_skip_listed_copy_is_harmless():
+    real, copy = url(KEY, "lithk"), url(KEY, "lithk").replace(".nc", " (copy).nc")
+    index = pd.concat([rows({KEY: {"lithk": "f1"}}), rows({KEY: {"lithk": "f9"}}).assign(url=copy)], ignore_index=True)
+    stored = state(KEY, {"lithk": "f1"})
+
+    clash = store_diff(KEY, index.assign(duplicate=True), stored)
+    assert clash.duplicate == [real, copy] and not clash.to_write and not clash.extra
+    assert clash.status == "ERROR" and not clash.behind  # a run cannot fix it; a human deletes one
+    assert commit_plan(clash, [], []).remove == []
+    assert {r["item"] for r in clash.rows() if r["category"] == "duplicate"} == {real, copy}
+
+    skip_listed = store_diff(KEY, index.assign(skipped=[False, True]), stored)
+    assert skip_listed.ok == [real] and skip_listed.skipped == [copy] and not skip_listed.extra and skip_listed.status == "OK"
+
+
 KEYS = [PartitionKey("I", "M", f"exp{i:02d}") for i in range(7)]
 
 
