@@ -15,7 +15,7 @@ import pandas as pd
 
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import ARCHIVE_TOP, InvalidName, PartitionKey, parse_archive_path
-from ismip6_assets.skip_list import SkipList
+from ismip6_assets.skip_list import SkipList, modified_of
 
 INDEX_COLUMNS = [
     "url",
@@ -29,6 +29,7 @@ INDEX_COLUMNS = [
     "fingerprint",
     "skipped",
     "duplicate",  # another file of the experiment maps to the same variable group: neither is stored
+    "skip_entry",  # the skip-list entry naming the file ("" when none); skipped=False beside one: the entry is stale
 ]
 
 
@@ -67,7 +68,10 @@ def empty_index() -> pd.DataFrame:
 
 def list_archive(source: Location, partition: PartitionKey | None = None, skip_list: SkipList | None = None) -> ArchiveListing:
     """List the archive (or one partition's folder) now and build index rows."""
-    skip_list = skip_list if skip_list is not None else SkipList.default()
+    if skip_list is None:
+        from ismip6_assets.settings import skip_list_path
+
+        skip_list = SkipList.default(skip_list_path())
     root = source.join(partition.archive_dir if partition else ARCHIVE_TOP)
     try:
         found = source.fs.find(root.fs_path, detail=True)
@@ -85,6 +89,8 @@ def list_archive(source: Location, partition: PartitionKey | None = None, skip_l
             continue
         url = source.url_of(relpath)
         key = parsed.partition
+        size, fingerprint = int(info.get("size") or 0), fingerprint_of(info)
+        skip = skip_list.match(url, size, fingerprint, modified_of(info))
         rows.append(
             {
                 "url": url,
@@ -94,9 +100,10 @@ def list_archive(source: Location, partition: PartitionKey | None = None, skip_l
                 "variable": parsed.variable,
                 "partition_key": str(key),
                 "group": parsed.group,
-                "size": int(info.get("size") or 0),
-                "fingerprint": fingerprint_of(info),
-                "skipped": skip_list.matches(url),
+                "size": size,
+                "fingerprint": fingerprint,
+                "skipped": bool(skip and skip.skips),
+                "skip_entry": skip.entry.text if skip else "",
                 "duplicate": False,
             }
         )

@@ -10,12 +10,14 @@
 - skipped: on the skip list
 - duplicate: two or more files map to one variable group; neither is written and what is stored
   stays as it is, ERROR until a human deletes or skip-lists one (a run cannot fix it)
+- stale_skip_entry: a skip-list entry names the file but was written for other bytes (re-delivered):
+  the file is treated like any other, and the entry is reported so someone removes it (WARN)
 - partition_gone: the store holds the partition, its archive folder is gone (its groups go next run)
 - no_files: nothing listed and nothing stored; the check fails because it compared nothing
 
 ERROR when the store is *behind* (missing, extra, stale, partition_gone), on duplicates, or when
-nothing was compared;
-WARN when only failures remain: a run cannot fix those until the file's fingerprint changes.
+nothing was compared; WARN when only failures (or stale skip-list entries) remain: a run cannot fix
+those until the file's fingerprint changes (or the entry goes).
 
 `refresh_requests` turns the same answer, for every partition at once, into the runs a sensor asks
 for: only partitions the store is behind on, each under a run key that names the archive and store
@@ -48,6 +50,7 @@ class StoreDiff:
     failed: list[dict] = field(default_factory=list)  # failure records still current
     skipped: list[str] = field(default_factory=list)  # urls
     duplicate: list[str] = field(default_factory=list)  # urls of files that share a variable group
+    stale_skip_entries: dict[str, str] = field(default_factory=dict)  # url -> the entry that no longer matches it
     ok: list[str] = field(default_factory=list)  # urls
     indexed: int = 0
     partition_gone: bool = False  # the store holds the partition but the archive folder is gone
@@ -64,14 +67,16 @@ class StoreDiff:
         compared; ``WARN``: only recorded failures; ``OK``."""
         if self.behind or self.duplicate or self.indexed == 0:
             return "ERROR"
-        return "WARN" if self.failed else "OK"
+        return "WARN" if self.failed or self.stale_skip_entries else "OK"
 
     @property
     def to_write(self) -> list[str]:
         return self.missing + self.stale
 
     def counts(self) -> dict[str, int]:
-        return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "ok")} | {"indexed": self.indexed}
+        return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "stale_skip_entries", "ok")} | {
+            "indexed": self.indexed
+        }
 
     def rows(self) -> list[dict]:
         """One row per offending file or group, naming the store group, for tables people read."""
@@ -82,6 +87,11 @@ class StoreDiff:
             for u in self.duplicate
         ]
         out += [{"category": "skipped", "item": u, "group": self.groups.get(u, "")} for u in self.skipped]
+        out += [
+            {"category": "stale_skip_entry", "item": u, "group": self.groups.get(u, ""),
+             "reason": f"skip-list entry '{entry}' no longer matches the file: it is stored now; remove the entry"}
+            for u, entry in self.stale_skip_entries.items()
+        ]
         if self.partition_gone:
             out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
         elif self.indexed == 0:
@@ -101,11 +111,14 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
     duplicates = rows["duplicate"].eq(True) if "duplicate" in rows else [False] * len(rows)
     live = set(rows["variable"][~rows["skipped"].astype(bool)])
     # zip over columns: itertuples cost ~0.75 ms per partition's frame, 0.33 s over the full archive.
-    for url, variable, group, fingerprint, skipped, duplicate in zip(
-        rows["url"], rows["variable"], rows["group"], rows["fingerprint"], rows["skipped"], duplicates
+    entries = rows["skip_entry"] if "skip_entry" in rows else [""] * len(rows)
+    for url, variable, group, fingerprint, skipped, duplicate, entry in zip(
+        rows["url"], rows["variable"], rows["group"], rows["fingerprint"], rows["skipped"], duplicates, entries
     ):
         indexed_variables.add(variable)
         diff.groups[url] = group
+        if entry and not skipped:
+            diff.stale_skip_entries[url] = entry
         stored = state.groups.get(variable)
         if skipped:
             diff.skipped.append(url)

@@ -142,16 +142,18 @@ def _root_message(error) -> str:
 
 
 def _findings(metadata) -> list[dict]:
-    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "bad_refs")}
+    counts = {
+        k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "stale_skip_entries", "bad_refs")
+    }
     findings = [{"category": k, "item": str(n)} for k, n in counts.items() if n]
-    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "duplicate"))):
+    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "duplicate", "stale_skip_entries"))):
         findings.append({"category": "details", "item": str(metadata["findings"].value)})
     return findings
 
 
 def _unchanged(diff: StoreDiff) -> PartitionOutcome:
     counts = diff.counts()
-    findings = [{"category": k, "item": str(counts[k])} for k in ("failed", "skipped") if counts[k]]
+    findings = [{"category": k, "item": str(counts[k])} for k in ("failed", "skipped", "stale_skip_entries") if counts[k]]
     findings += [{"category": "duplicate", "item": u} for u in diff.duplicate]
     return PartitionOutcome(diff.partition, diff.status, files=diff.indexed, failures=len(diff.failed), findings=findings, ran=False)
 

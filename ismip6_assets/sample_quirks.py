@@ -7,6 +7,8 @@ the names from here and state the dates, grids and failures they expect on their
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -121,7 +123,7 @@ FORMAT_QUIRKS = {
     "broken_good_neighbour": (BROKEN_PARTITION, "lithk", "NETCDF4", {}),
     "broken_truncated_hdf5": (BROKEN_PARTITION, "topg", "NETCDF4", {"keep": 0.5}),
     "broken_netcdf3_records_past_eof": (BROKEN_PARTITION, "acabf", "NETCDF3_CLASSIC", {"unlimited": True, "keep": 0.7}),
-    "skipped_folder": (SKIPPED_PARTITION, "lithk", "NETCDF4", {}),
+    "skipped_folder": (SKIPPED_PARTITION, "lithk", "NETCDF4", {"delivered": "2020-06-01"}),  # before the entry's pin
 }
 # quirk: (partition, variable, raw bytes) of files that are not NetCDF at all
 RAW_QUIRKS = {
@@ -152,10 +154,14 @@ def _sentinel_file(variable: str, ocean: float, span: tuple[float, float], offse
 
 def _format_file(variable: str, fmt: str, options: dict, path: Path) -> None:
     keep = options.pop("keep", None)
+    delivered = options.pop("delivered", None)
     _write(_field(variable, YEARS, DAYS_365), path, fmt, **options)
     if keep is not None:  # cut the file short: the header still promises every byte
         data = path.read_bytes()
         path.write_bytes(data[: int(len(data) * keep)])
+    if delivered is not None:  # dated as delivered, for the skip list's `before=` pin
+        stamp = dt.datetime.fromisoformat(delivered).replace(tzinfo=dt.UTC).timestamp()
+        os.utime(path, (stamp, stamp))
 
 
 def quirk_writers() -> dict[str, tuple[str, Callable[[Path], None]]]:

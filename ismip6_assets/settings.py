@@ -16,6 +16,7 @@ SOURCE_ENV = "ISMIP6_SOURCE_URL"
 STORE_ENV = "ISMIP6_STORE_URL"
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
+SKIP_LIST_ENV = "ISMIP6_SKIP_LIST"
 # Icechunk keeps every snapshot a process opens, up to 500,000 nodes by default. Each commit makes a
 # new one, so a worker committing partition after partition held ~11 of them: ~40 MB each on the
 # full-shape store (45,200 nodes, ~4.5 per file), 1.07 GB per worker (bench/throughput.py). A
@@ -46,6 +47,11 @@ def source_url() -> str:
 
 def store_url() -> str:
     return os.environ.get(STORE_ENV) or default_store_url()
+
+
+def skip_list_path() -> str | None:
+    """``ISMIP6_SKIP_LIST``: a skip list other than the packaged one (None: the packaged one)."""
+    return os.environ.get(SKIP_LIST_ENV) or None
 
 
 def snapshot_cache_nodes() -> int:
@@ -91,6 +97,9 @@ def resolve(source: str | None = None, store: str | None = None, check: bool = T
     store_loc = parse_location(store or store_url(), STORE_ENV)
     if check:
         snapshot_cache_nodes()
+        from ismip6_assets.skip_list import SkipList
+
+        SkipList.default(skip_list_path())  # a malformed entry is one line naming the file and line
         if source_loc.url == parse_location(default_source_url(), SOURCE_ENV).url and not source_loc.exists():
             from ismip6_assets.sample_archive import write_sample_archive
 
