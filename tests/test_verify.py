@@ -116,3 +116,15 @@ def test_a_partition_of_26_files_gets_a_bounded_sample_by_default(tmp_path, inst
     starved = check(archive, instance, key, sample_budget_bytes=100)
     assert not starved.passed and starved.metadata["deep_chunks"].value == 0
     assert "read nothing" in starved.metadata["findings"].value
+
+
+@pytest.mark.slow
+def test_ismip6_run_on_the_quirk_archive_exits_0_warn_only_where_failures_are_recorded(quirk_archive, tmp_path, monkeypatch, capsys):
+    from ismip6_assets.cli import main
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # an ephemeral instance, not the repo's
+    assert main(["run", "--source", str(quirk_archive), "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert lines and all((" OK " in line) or (" WARN " in line and "failures=0" not in line) for line in lines), out
+    assert "0 ERROR, 0 FAILED" in out
