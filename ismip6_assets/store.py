@@ -113,18 +113,33 @@ def open_repository(store: Location, source: Location, create: bool = True) -> i
     return repo
 
 
+def _stored_config(source: Location) -> icechunk.RepositoryConfig:
+    """What the repository records for every reader: the source's virtual chunk container only.
+
+    Our process's snapshot cache size stays out of it: persisted, it made every plain
+    ``Repository.open`` of a large store print Icechunk's cache-size WARN (the cache read from the
+    store holds fewer nodes than one snapshot), while readers need Icechunk's own default.
+    """
+    config = icechunk.RepositoryConfig.default()
+    config.set_virtual_chunk_container(_container(source))
+    return config
+
+
+def _process_config(source: Location) -> icechunk.RepositoryConfig:
+    config = _stored_config(source)
+    config.caching = icechunk.CachingConfig(num_snapshot_nodes=snapshot_cache_nodes())
+    return config
+
+
 def _open_repository(store: Location, source: Location, create: bool) -> icechunk.Repository:
     storage = _storage(store)
-    config = icechunk.RepositoryConfig.default()
-    config.caching = icechunk.CachingConfig(num_snapshot_nodes=snapshot_cache_nodes())
-    config.set_virtual_chunk_container(_container(source))
     credentials = virtual_chunk_credentials(source)
     if icechunk.Repository.exists(storage):
-        repo = icechunk.Repository.open(storage, config=config, authorize_virtual_chunk_access=credentials)
         stored = icechunk.Repository.fetch_config(storage)
         if stored is None or source.prefix_url not in (stored.virtual_chunk_containers or {}):
-            repo.save_config()  # so readers of the store learn the new source container
-        return repo
+            # so readers of the store learn the new source container
+            icechunk.Repository.open(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials).save_config()
+        return icechunk.Repository.open(storage, config=_process_config(source), authorize_virtual_chunk_access=credentials)
     if not create:
         raise ConfigError(f"ISMIP6_STORE_URL={store.url}: no Icechunk repository there")
     if store.exists():
@@ -134,7 +149,8 @@ def _open_repository(store: Location, source: Location, create: bool) -> icechun
                 f"ISMIP6_STORE_URL={store.url} is a non-empty folder that is not an Icechunk repository "
                 f"(found {foreign[0].rsplit('/', 1)[-1]!r}); point it at an empty or new location"
             )
-    return icechunk.Repository.create(storage, config=config, authorize_virtual_chunk_access=credentials, check_clean_root=False)
+    repo = icechunk.Repository.create(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials, check_clean_root=False)
+    return repo.reopen(config=_process_config(source), authorize_virtual_chunk_access=credentials)
 
 
 def commit_message(partition: PartitionKey, written: list[str], removed: list[str]) -> str:

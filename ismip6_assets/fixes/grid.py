@@ -19,6 +19,26 @@ GRID_HALF_WIDTH = 3_040_000.0
 STANDARD_RESOLUTIONS = (32_000.0, 16_000.0, 8_000.0, 4_000.0)
 SNAP_TOLERANCE = 0.10
 GRID_MAPPING_NAME = "polar_stereographic"
+# EPSG:3031 as WKT2 (pyproj's ``CRS.from_epsg(3031).to_wkt()``, PROJ 9), written out so that no
+# PROJ database is needed: rioxarray, GDAL and pyproj's ``CRS.from_cf`` read the CRS from it.
+EPSG_3031_WKT = (
+    'PROJCRS["WGS 84 / Antarctic Polar Stereographic",BASEGEOGCRS["WGS 84",ENSEMBLE["World Geodetic System 1984 ensemble",'
+    'MEMBER["World Geodetic System 1984 (Transit)"],MEMBER["World Geodetic System 1984 (G730)"],'
+    'MEMBER["World Geodetic System 1984 (G873)"],MEMBER["World Geodetic System 1984 (G1150)"],'
+    'MEMBER["World Geodetic System 1984 (G1674)"],MEMBER["World Geodetic System 1984 (G1762)"],'
+    'MEMBER["World Geodetic System 1984 (G2139)"],MEMBER["World Geodetic System 1984 (G2296)"],'
+    'ELLIPSOID["WGS 84",6378137,298.257223563,LENGTHUNIT["metre",1]],ENSEMBLEACCURACY[2.0]],'
+    'PRIMEM["Greenwich",0,ANGLEUNIT["degree",0.0174532925199433]],ID["EPSG",4326]],'
+    'CONVERSION["Antarctic Polar Stereographic",METHOD["Polar Stereographic (variant B)",ID["EPSG",9829]],'
+    'PARAMETER["Latitude of standard parallel",-71,ANGLEUNIT["degree",0.0174532925199433],ID["EPSG",8832]],'
+    'PARAMETER["Longitude of origin",0,ANGLEUNIT["degree",0.0174532925199433],ID["EPSG",8833]],'
+    'PARAMETER["False easting",0,LENGTHUNIT["metre",1],ID["EPSG",8806]],'
+    'PARAMETER["False northing",0,LENGTHUNIT["metre",1],ID["EPSG",8807]]],CS[Cartesian,2],'
+    'AXIS["(E)",north,MERIDIAN[90,ANGLEUNIT["degree",0.0174532925199433]],ORDER[1],LENGTHUNIT["metre",1]],'
+    'AXIS["(N)",north,MERIDIAN[0,ANGLEUNIT["degree",0.0174532925199433]],ORDER[2],LENGTHUNIT["metre",1]],'
+    'USAGE[SCOPE["Antarctic Digital Database and small scale topographic mapping."],AREA["Antarctica."],'
+    'BBOX[-90,-180,-60,180]],ID["EPSG",3031]]'
+)
 # CF grid mapping of EPSG:3031 (WGS 84 / Antarctic Polar Stereographic).
 EPSG_3031_ATTRS = {
     "grid_mapping_name": "polar_stereographic",
@@ -30,6 +50,7 @@ EPSG_3031_ATTRS = {
     "semi_major_axis": 6378137.0,
     "inverse_flattening": 298.257223563,
     "epsg_code": "EPSG:3031",
+    "crs_wkt": EPSG_3031_WKT,
 }
 
 
