@@ -64,9 +64,10 @@ def test_file_index_table_carries_variable_size_format_and_fingerprint(archive, 
 def test_virtual_dataset_metadata_counts_chunk_refs_and_loaded_coordinates(archive, instance):
     metadata = materialize(archive, instance, KEY)["virtual_dataset"]
     records = {r.data["variable"]: r.data for r in metadata["files"].records}
-    assert set(records["lithk"]["loaded_coordinates"].split(", ")) == {"x", "y", "time"}
+    # The grid mapping (a scalar written by fixes/cf.py) is stored inline with the coordinates.
+    assert set(records["lithk"]["loaded_coordinates"].split(", ")) == {"x", "y", "time", "polar_stereographic"}
     assert records["lim"]["loaded_coordinates"] == "time"
-    assert metadata["loaded_coordinates"].value == 3 * 3 + 1
+    assert metadata["loaded_coordinates"].value == 3 * 4 + 1
     assert metadata["chunk_refs"].value == sum(r["chunk_refs"] for r in records.values()) > 0
 
 
