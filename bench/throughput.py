@@ -82,7 +82,7 @@ def phase_baseline(source: str, store: str) -> dict:
         for key, group in list_archive(src).rows.groupby("partition_key"):
             session = repo.writable_session("main")
             for row in group.to_dict("records"):
-                vf = virtualize_file(row, src.url)
+                vf = virtualize_file(row, src)
                 if isinstance(vf, VirtualizedFile):
                     vf.dataset.vz.to_icechunk(session.store, group=vf.group)
                 else:
@@ -112,7 +112,7 @@ def _warm_up(source: str) -> None:
     from ismip6_assets.virtualize import virtualize_file
 
     src = parse_location(source, "source")
-    virtualize_file(list_archive(src).rows.iloc[0].to_dict(), src.url)
+    virtualize_file(list_archive(src).rows.iloc[0].to_dict(), src)
 
 
 def phase_pipeline(source: str, store: str) -> dict:

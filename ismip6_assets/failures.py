@@ -26,14 +26,7 @@ def write_failures(store: Location, failures: list[FailureRecord], now: dt.datet
     for n in range(1, 1000):  # several partitions may commit within one second
         target = folder.join(f"{stem}.json" if n == 1 else f"{stem}_{n}.json")
         try:
-            if store.scheme == "gs":
-                # gcsfs's open("xb") is a resumable upload whose ifGenerationMatch=0 the emulator
-                # ignores (gcsfs calls "xb" experimental); pipe_file(mode="create") is one upload
-                # with the precondition, FileExistsError when the name is taken.
-                store.fs.pipe_file(target.fs_path, body.encode(), mode="create")
-            else:
-                with store.fs.open(target.fs_path, "xb") as f:
-                    f.write(body.encode())
+            store.put_exclusive(target, body.encode())
             return target.url
         except (FileExistsError, ValueError, NotImplementedError):
             if store.fs.exists(target.fs_path):

@@ -94,6 +94,32 @@ def gcs_filesystem(credentials=None):
     return _filesystem(host, None if host else credentials)
 
 
+_clients: dict[str, object] = {}
+
+
+def client_of(resource):
+    """google-cloud-storage client of a dagster-gcp `GCSResource`, built once per configuration
+    and process; None when it cannot be built (no credentials, or credentials but no project):
+    the clients then find credentials themselves or read anonymously, as they would on their own."""
+    if resource is None or emulator_host():
+        return None
+    key = f"{type(resource).__qualname__}:{resource!r}"
+    if key not in _clients:
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            _clients[key] = resource.get_client()
+        except (DefaultCredentialsError, OSError):
+            _clients[key] = None
+    return _clients[key]
+
+
+def filesystem_for(resource):
+    """gcsfs acting as `resource`'s principal (see `client_of`)."""
+    client = client_of(resource)
+    return filesystem_for_client(client) if client is not None else gcs_filesystem()
+
+
 # --- google-cloud-storage (dagster-gcp GCSResource) -----------------------------------------------
 
 
@@ -110,13 +136,24 @@ def filesystem_for_client(client):
 # --- obstore (VirtualiZarr) ------------------------------------------------------------------------
 
 
-def obstore_gcs_store(bucket: str, prefix: str = ""):
-    """An obstore GCSStore for reading source files; anonymous unless credentials are found."""
+def obstore_gcs_store(bucket: str, prefix: str = "", resource=None):
+    """An obstore GCSStore for reading source files: as `resource`'s principal when it has one,
+    else anonymous unless credentials are found."""
     from obstore.store import GCSStore
 
     host = emulator_host()
     if host:
         return GCSStore(bucket, prefix=prefix or None, service_account_key=emulator_service_account_key(host))
+    client = client_of(resource)
+    credentials = getattr(client, "_credentials", None)  # noqa: SLF001 - see filesystem_for_client
+    if credentials is not None:
+        from google.auth.credentials import AnonymousCredentials
+
+        if isinstance(credentials, AnonymousCredentials):
+            return GCSStore(bucket, prefix=prefix or None, skip_signature=True)
+        from obstore.auth.google import GoogleCredentialProvider
+
+        return GCSStore(bucket, prefix=prefix or None, credential_provider=GoogleCredentialProvider(credentials=credentials))
     if credentials_file() is None:
         return GCSStore(bucket, prefix=prefix or None, skip_signature=True)
     return GCSStore(bucket, prefix=prefix or None)
@@ -155,26 +192,3 @@ def icechunk_gcs_credentials():
     if credentials_file() is not None:
         return icechunk.gcs_credentials(from_env=True)
     return icechunk.gcs_credentials(anonymous=True)
-
-
-# --- dagster-gcp ---------------------------------------------------------------------------------
-
-
-def bind_gcs_resource(location, resource) -> None:
-    """Give a gs:// `Location` the identity of a dagster-gcp `GCSResource`.
-
-    The sensor's listing, the index and the failure log go through `location.fs`; seeding that
-    cached property with gcsfs built from ``resource.get_client()``'s project and credentials makes
-    the resource the one place a deployment configures them. Without credentials (a public source
-    read from a laptop) or without a project, google-cloud-storage refuses to build a client; gcsfs
-    then finds credentials itself or reads anonymously, as it would on its own.
-    """
-    if location.scheme != "gs":
-        return
-    from google.auth.exceptions import DefaultCredentialsError
-
-    try:
-        client = resource.get_client()
-    except (DefaultCredentialsError, OSError):  # no credentials, or credentials but no project
-        return
-    location.__dict__["fs"] = filesystem_for_client(client)  # frozen dataclass: cached_property slot

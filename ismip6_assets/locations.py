@@ -1,15 +1,22 @@
 """Where the archive and the store live: local paths, ``file://`` and ``gs://`` URLs.
 
 One `Location` type hands out each client a location needs (fsspec filesystem for listing and
-small files, an obstore store for VirtualiZarr, Icechunk storage and virtual-chunk containers), so
-every other module is scheme-agnostic.
+small files, an obstore store for VirtualiZarr, Icechunk storage and virtual-chunk containers) and
+does what differs between schemes (writes that must be atomic or exclusive, reads pinned to the
+indexed version, a snippet that opens the store), so every other module is scheme-agnostic.
+
+A gs:// location carries the identity it acts as explicitly: the dagster-gcp `GCSResource` given
+by `with_gcs`, kept through `join` and pickling, so every client built from it (gcsfs, obstore)
+reads and writes as that one principal, in any process the location is handed to.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +38,32 @@ class Location:
     scheme: str
     bucket: str
     path: str  # absolute for 'file', bucket-relative without leading '/' for 'gs'
+    # gs:// only: the dagster-gcp GCSResource (anything with ``get_client()``) whose project and
+    # credentials every client of this location uses; None: what the clients find themselves.
+    gcs: Any = field(default=None, compare=False, repr=False)
+
+    def with_gcs(self, resource) -> Location:
+        """This location acting as `resource`'s principal (gs:// only; local paths need none)."""
+        return replace(self, gcs=resource) if self.scheme == "gs" else self
+
+    def __getstate__(self) -> dict:
+        # Clients are rebuilt where the location is unpickled (a worker process), from `gcs`.
+        # Dagster resources do not pickle: the resource travels as its class and field values.
+        gcs = self.gcs
+        if gcs is not None and hasattr(type(gcs), "model_fields"):
+            gcs = ("resource", type(gcs), {name: getattr(gcs, name) for name in type(gcs).model_fields})
+        return {"scheme": self.scheme, "bucket": self.bucket, "path": self.path, "gcs": gcs}
+
+    def __setstate__(self, state: dict) -> None:
+        gcs = state["gcs"]
+        if isinstance(gcs, tuple) and gcs[:1] == ("resource",):
+            state = {**state, "gcs": gcs[1](**gcs[2])}
+        self.__dict__.update(state)
+
+    @property
+    def local_dir(self) -> str | None:
+        """The directory on this machine, or None for an object store."""
+        return self.path if self.scheme == "file" else None
 
     @property
     def url(self) -> str:
@@ -50,7 +83,7 @@ class Location:
 
     def join(self, *parts: str) -> Location:
         path = "/".join(p.strip("/") for p in (self.path, *parts) if p.strip("/"))
-        return Location(self.scheme, self.bucket, "/" + path if self.scheme == "file" else path)
+        return Location(self.scheme, self.bucket, "/" + path if self.scheme == "file" else path, self.gcs)
 
     def url_of(self, relpath: str) -> str:
         return self.join(relpath).url
@@ -69,9 +102,9 @@ class Location:
             from fsspec.implementations.local import LocalFileSystem
 
             return LocalFileSystem()
-        from ismip6_assets.gcs import gcs_filesystem
+        from ismip6_assets.gcs import filesystem_for
 
-        return gcs_filesystem()
+        return filesystem_for(self.gcs)
 
     def obstore(self):
         """An obstore store rooted at this location (for VirtualiZarr's registry)."""
@@ -81,10 +114,100 @@ class Location:
             return LocalStore(self.path)
         from ismip6_assets.gcs import obstore_gcs_store
 
-        return obstore_gcs_store(self.bucket, self.path)
+        return obstore_gcs_store(self.bucket, self.path, self.gcs)
 
     def exists(self) -> bool:
         return self.fs.exists(self.fs_path)
+
+    @property
+    def needs_credentials_check(self) -> bool:
+        """Whether a credentials file in the environment will be used to reach this location."""
+        return self.scheme == "gs"
+
+    # --- reads of source files -------------------------------------------------------------------
+
+    def open_for_reading(self, relpath: str):
+        """What ``xr.open_dataset`` takes for a file here: a local path, else a file object."""
+        target = self.join(relpath)
+        return target.path if self.scheme == "file" else self.fs.open(target.fs_path, "rb")
+
+    def pinned_read_options(self, fingerprint: str) -> dict | None:
+        """obstore get options that make every read of a file fail unless the object is still the
+        version `fingerprint` names (GCS: ``generation:N`` -> ``?generation=N``, which answers 404
+        for any other generation); None where reads cannot be pinned (local files: the caller
+        compares the fingerprint again after reading, a system call)."""
+        if self.scheme == "gs" and fingerprint.startswith("generation:"):
+            return {"version": fingerprint.removeprefix("generation:")}
+        return None
+
+    # --- writes of small files beside the store ----------------------------------------------------
+
+    def put_atomic(self, target: Location, data: bytes) -> None:
+        """Write `target` so a reader sees the old object or the new one, never half of it."""
+        if self.scheme == "file":
+            folder = os.path.dirname(target.path)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target.path)
+        else:
+            self.fs.pipe(target.fs_path, data)  # one object PUT: atomic
+
+    def put_exclusive(self, target: Location, data: bytes) -> None:
+        """Create `target` with `data`; FileExistsError when the name is taken."""
+        if self.scheme == "gs":
+            # gcsfs's open("xb") is a resumable upload whose ifGenerationMatch=0 the emulator
+            # ignores (gcsfs calls "xb" experimental); pipe_file(mode="create") is one upload
+            # with the precondition, FileExistsError when the name is taken.
+            self.fs.pipe_file(target.fs_path, data, mode="create")
+        else:
+            with self.fs.open(target.fs_path, "xb") as f:
+                f.write(data)
+
+    # --- Icechunk ---------------------------------------------------------------------------------
+
+    def icechunk_storage(self):
+        """Icechunk storage for a repository at this location."""
+        import icechunk
+
+        if self.scheme == "file":
+            return icechunk.local_filesystem_storage(self.path)
+        from ismip6_assets.gcs import icechunk_gcs_storage
+
+        return icechunk_gcs_storage(self.bucket, self.path)
+
+    def virtual_chunk_container(self):
+        """The container for virtual refs into this location (url_prefix = `prefix_url`)."""
+        import icechunk
+
+        if self.scheme == "file":
+            return icechunk.VirtualChunkContainer(self.prefix_url, icechunk.local_filesystem_store(self.path))
+        from ismip6_assets.gcs import icechunk_gcs_container
+
+        return icechunk_gcs_container(self)
+
+    def virtual_chunk_credentials(self):
+        """How this process reads virtual chunks of this location."""
+        import icechunk
+
+        if self.scheme == "file":
+            return icechunk.credentials.LocalFileSystemAccess
+        from ismip6_assets.gcs import icechunk_gcs_credentials
+
+        return icechunk_gcs_credentials()
+
+    def storage_code(self) -> str:
+        """Python that builds Icechunk storage for this location, for a reader to paste (no secrets)."""
+        if self.scheme == "file":
+            return f"icechunk.local_filesystem_storage(\n        {self.path!r}\n    )"
+        return f"icechunk.gcs_storage(\n        bucket={self.bucket!r},\n        prefix={self.path!r},\n        from_env=True,\n    )"
+
+    def chunk_credentials_code(self) -> str:
+        """Python for a reader's credentials to this location's virtual chunks (the public archive: anonymous)."""
+        if self.scheme == "file":
+            return "icechunk.credentials.LocalFileSystemAccess"
+        return "icechunk.gcs_credentials(anonymous=True)"
 
 
 def parse_location(value: str | os.PathLike, setting: str) -> Location:

@@ -147,14 +147,7 @@ def open_snippet(store: Location, source: Location, group: str, variable: str) -
 
     Holds locations only, never credentials: GCS reads use the reader's own environment.
     """
-    if store.scheme == "file":
-        storage = f"icechunk.local_filesystem_storage(\n        {store.path!r}\n    )"
-    else:
-        storage = f"icechunk.gcs_storage(\n        bucket={store.bucket!r},\n        prefix={store.path!r},\n        from_env=True,\n    )"
-    if source.scheme == "file":
-        credentials = "icechunk.credentials.LocalFileSystemAccess"
-    else:
-        credentials = "icechunk.gcs_credentials(anonymous=True)"
+    storage, credentials = store.storage_code(), source.chunk_credentials_code()
     # One argument a line (at most 72 columns but paths): the UI shows metadata code in a narrow pane and clips long lines.
     return redact(
         "import icechunk\n"

@@ -25,10 +25,7 @@ class ArchiveResource(dg.ConfigurableResource):
     gcs: GCSResource | None = None
 
     def _bind(self, location: Location) -> Location:
-        from ismip6_assets.gcs import bind_gcs_resource
-
-        bind_gcs_resource(location, self.gcs or default_gcs_resource())
-        return location
+        return location.with_gcs(self.gcs or default_gcs_resource())
 
     @cached_property
     def source(self) -> Location:

@@ -35,6 +35,7 @@ from urllib.parse import unquote
 import dagster as dg
 
 from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
+from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.executors import EXECUTOR_ENV, configured_spec, shutdown_shared
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import Location
@@ -92,8 +93,9 @@ def _metadata_value(result: dg.ExecuteInProcessResult, asset: str, key: str, def
 _jobs: dict[str, dg.JobDefinition] = {}
 
 
-def _asset_job(archive: ArchiveResource) -> dg.JobDefinition:
-    """The job of every asset and check, built once per resource configuration and process.
+def _partition_job(archive: ArchiveResource) -> dg.JobDefinition:
+    """`materialize_partition`, the job the UI and the sensor launch (so headless runs show under
+    it, not ``__ASSET_JOB``), resolved once per resource configuration and process.
 
     `dg.materialize` builds Definitions and the job on each call: ~30 ms of CPU per partition here.
     """
@@ -101,14 +103,14 @@ def _asset_job(archive: ArchiveResource) -> dg.JobDefinition:
     if key not in _jobs:
         if len(_jobs) >= 8:
             _jobs.clear()
-        defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=build_resources(archive))
-        _jobs[key] = defs.resolve_implicit_global_asset_job_def()
+        defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, jobs=[materialize_partition_job], resources=build_resources(archive))
+        _jobs[key] = defs.resolve_job_def(materialize_partition_job.name)
     return _jobs[key]
 
 
 def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: str, log_level: str = "WARNING") -> PartitionOutcome:
     start = time.perf_counter()
-    result = _asset_job(archive).execute_in_process(
+    result = _partition_job(archive).execute_in_process(
         partition_key=key,
         instance=instance,
         raise_on_error=False,

@@ -104,7 +104,7 @@ def resolve(source: str | None = None, store: str | None = None, check: bool = T
             from ismip6_assets.sample_archive import write_sample_archive
 
             write_sample_archive(source_loc.path)  # the embedded default works with zero configuration
-        if "gs" in (source_loc.scheme, store_loc.scheme):
+        if source_loc.needs_credentials_check or store_loc.needs_credentials_check:
             check_credentials_file()
         check_source(source_loc)
     return source_loc, store_loc

@@ -226,14 +226,6 @@ def _save_cache(store: Location, read: StoreStateRead) -> None:
     doc = {"version": STATE_CACHE_VERSION, "snapshot": read.snapshot, "partitions": read.entries}
     data = json.dumps(doc, separators=(",", ":")).encode()
     try:
-        if store.scheme == "file":
-            folder = os.path.dirname(target.path)
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-state-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target.path)
-        else:
-            store.fs.pipe(target.fs_path, data)  # one object PUT: atomic
+        store.put_atomic(target, data)
     except OSError:
         pass

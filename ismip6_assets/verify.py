@@ -101,8 +101,7 @@ def _chunk_key(group: str, name: str, coords: tuple[int, ...]) -> str:
 
 
 def _open_source(source: Location, url: str) -> xr.Dataset:
-    target = source.join(source.relpath_of(url)).fs_path
-    opened = target if source.scheme == "file" else source.fs.open(target, "rb")
+    opened = source.open_for_reading(source.relpath_of(url))
     return xr.open_dataset(opened, decode_cf=False, mask_and_scale=False, decode_times=False)
 
 

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 import xarray as xr
 
@@ -19,8 +18,9 @@ from ismip6_assets.fixes import SourceFile, apply_fixes
 from ismip6_assets.formats import UnreadableFile, detect_format, make_parser
 from ismip6_assets.index import fingerprint_of
 from ismip6_assets.limits import check_limits
-from ismip6_assets.locations import Location, parse_location
+from ismip6_assets.locations import Location
 from ismip6_assets.redact import redact
+from ismip6_assets.source_reads import OneFileStore, prefetch
 
 # Loaded inline (small, and needed to decode/fix); everything else stays a virtual reference.
 COORDINATE_NAMES = ["time", "time_bnds", "time_bounds", "x", "y", "lat", "lon", "lat_bnds", "lon_bnds", "x_bnds", "y_bnds"]
@@ -71,18 +71,32 @@ class VirtualizationResult:
     failures: list[FailureRecord] = field(default_factory=list)
 
 
-@lru_cache(maxsize=8)
-def _registry(source_prefix: str):
+_stores: dict[tuple[Location, str], object] = {}
+
+
+def _source_store(source: Location):
+    """The obstore store of `source`, one per location, identity and process (it holds the connection pool)."""
+    key = (source, repr(source.gcs))
+    if key not in _stores:
+        if len(_stores) >= 8:
+            _stores.clear()
+        _stores[key] = source.obstore()
+    return _stores[key]
+
+
+def file_store(row: dict, source: Location) -> OneFileStore:
+    """The reads of one indexed file (see source_reads.py): head once, pinned to its fingerprint."""
     from obspec_utils.registry import ObjectStoreRegistry
 
-    location = parse_location(source_prefix, "source")
-    return ObjectStoreRegistry({location.prefix_url: location.obstore()})
+    store = _source_store(source)
+    _, path = ObjectStoreRegistry({source.prefix_url: store}).resolve(row["url"])
+    return OneFileStore(store, path, int(row["size"]), source.pinned_read_options(row["fingerprint"]))
 
 
-def read_head(location: Location, relpath: str) -> bytes:
-    """The first 8 bytes of a source file: enough for `formats.detect_format`."""
-    with location.fs.open(location.join(relpath).fs_path, "rb") as f:
-        return f.read(8)
+def _registry(source: Location, reads: OneFileStore):
+    from obspec_utils.registry import ObjectStoreRegistry
+
+    return ObjectStoreRegistry({source.prefix_url: reads})
 
 
 def one_line(exc: BaseException) -> str:
@@ -93,22 +107,34 @@ def one_line(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {text}"[:300])
 
 
-def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureRecord:
-    """Virtualize the file of one index row; never raises for a bad file."""
-    source = parse_location(source_url, "source")
+def virtualize_file(row: dict, source: Location, reads: OneFileStore | None = None) -> VirtualizedFile | FailureRecord:
+    """Virtualize the file of one index row; never raises for a bad file.
+
+    Every byte is read through `reads` (default: `file_store`): one request for the head serves
+    the format sniff, the parse and the coordinates in it, and each read is pinned to the indexed
+    fingerprint where the location can pin reads.
+    """
     url = row["url"]
-    relpath = source.relpath_of(url)
+    reads = reads or file_store(row, source)
+    pinned = source.pinned_read_options(row["fingerprint"]) is not None
     try:
-        file_format = detect_format(read_head(source, relpath), int(row["size"]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = _open(url, source.prefix_url, file_format, int(row["size"]))
-        check_limits(ds)  # before any fix: a fix must never expand an absurd header
-        ds, report = apply_fixes(ds, source=SourceFile(url, row["variable"], _registry(source.prefix_url)))
-        # A file rewritten after indexing must not be stored under the fingerprint of the old bytes.
-        now = fingerprint_of(source.fs.info(source.join(relpath).fs_path))
-        if now != row["fingerprint"]:
-            raise UnreadableFile(f"source changed while virtualizing (fingerprint {row['fingerprint']} -> {now})")
+        try:
+            file_format = detect_format(reads.header()[:8] if int(row["size"]) else b"", int(row["size"]))
+            registry = _registry(source, reads)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = _open(url, registry, file_format, int(row["size"]))
+            check_limits(ds)  # before any fix: a fix must never expand an absurd header
+            ds, report = apply_fixes(ds, source=SourceFile(url, row["variable"], registry))
+        except FileNotFoundError as exc:
+            if pinned:  # the indexed generation is gone: the object was rewritten or deleted since
+                raise UnreadableFile(f"source changed while virtualizing (fingerprint {row['fingerprint']} is gone)") from exc
+            raise
+        if not pinned:
+            # A file rewritten after indexing must not be stored under the fingerprint of the old bytes.
+            now = fingerprint_of(source.fs.info(source.join(source.relpath_of(url)).fs_path))
+            if now != row["fingerprint"]:
+                raise UnreadableFile(f"source changed while virtualizing (fingerprint {row['fingerprint']} -> {now})")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record, by design
         return FailureRecord(
             url=url,
@@ -134,13 +160,13 @@ def virtualize_file(row: dict, source_url: str) -> VirtualizedFile | FailureReco
     )
 
 
-def _open(url: str, source_prefix: str, file_format: str, size: int | None = None) -> xr.Dataset:
+def _open(url: str, registry, file_format: str, size: int | None = None) -> xr.Dataset:
     from virtualizarr import open_virtual_dataset
 
     # Names absent from a file are ignored by virtualizarr 2.8, so one list serves every file.
     return open_virtual_dataset(
         url,
-        registry=_registry(source_prefix),
+        registry=registry,
         parser=make_parser(file_format, size),
         loadable_variables=list(COORDINATE_NAMES),
         decode_times=False,
@@ -153,11 +179,21 @@ def virtualize_rows(
     executor: Executor | None = None,
     progress: Callable[[int, int, VirtualizedFile | FailureRecord], None] | None = None,
 ) -> VirtualizationResult:
-    """Virtualize many files, sequentially or through any `concurrent.futures` executor."""
+    """Virtualize many files, sequentially or through any `concurrent.futures` executor.
+
+    Inline (no executor), the heads of all files are fetched at once first (`source_reads.prefetch`),
+    so the partition waits on one round trip for them instead of one per file; the parses then run
+    one after another (HDF5 parsing holds a process-wide lock: threads would not overlap them).
+    """
     rows = list(rows)
-    mapper = executor.map if executor is not None else map
     result = VirtualizationResult()
-    for i, item in enumerate(mapper(virtualize_file, rows, [source.url] * len(rows)), start=1):
+    if executor is None:
+        reads = [file_store(row, source) for row in rows]
+        prefetch(r for row, r in zip(rows, reads) if int(row["size"]))
+        items = map(virtualize_file, rows, [source] * len(rows), reads)
+    else:
+        items = executor.map(virtualize_file, rows, [source] * len(rows))
+    for i, item in enumerate(items, start=1):
         (result.failures if isinstance(item, FailureRecord) else result.files).append(item)
         if progress:
             progress(i, len(rows), item)

@@ -70,9 +70,9 @@ CALLS: list[str] = []
 _ORIGINAL = virtualize.virtualize_file
 
 
-def _recording_virtualize_file(row, source_url):
+def _recording_virtualize_file(row, source, reads=None):
     CALLS.append(threading.current_thread().name)
-    return _ORIGINAL(row, source_url)
+    return _ORIGINAL(row, source, reads)
 
 
 def test_dask_cluster_virtualizes_and_a_partition_commits_through_it(rows_and_source, archive, archive_dir, store_dir, instance, monkeypatch):

@@ -30,7 +30,7 @@ from tests.conftest import open_group, open_plain_repo
 
 def _virtualized(archive_dir) -> list[VirtualizedFile]:
     source = parse_location(str(archive_dir), "source")
-    files = [virtualize_file(row, source.url) for row in list_archive(source).rows.to_dict("records")]
+    files = [virtualize_file(row, source) for row in list_archive(source).rows.to_dict("records")]
     return [f for f in files if isinstance(f, VirtualizedFile)]
 
 

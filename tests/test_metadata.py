@@ -15,6 +15,7 @@ from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.virtualize import virtualize_rows
 from tests.conftest import open_plain_repo
 
 KEY = "AWI/PISM1/exp05"
@@ -34,31 +35,34 @@ def materialize(archive, instance, key: str) -> dict[str, dict]:
     return out
 
 
-def test_file_table_names_each_files_format_from_its_magic_bytes(archive_dir):
+def test_each_files_format_comes_from_the_one_read_of_its_header(archive_dir):
     source = parse_location(str(archive_dir), "source")
     bogus = archive_dir / "Projection-AIS/DOE/MALI/expA1/topg_AIS_DOE_MALI_expA1.nc"
     bogus.write_text("not a netcdf file at all")
-    formats = {}
+    formats, reasons = {}, {}
     for key in ("AWI/PISM1/exp05", "ILTS_PIK/SICOPOLIS1/hist_std", "ULB/fETISh_16km/expA6", "DOE/MALI/expA1"):
         rows = list_archive(source, PartitionKey.parse(key)).rows
-        formats |= {(key, r["variable"]): r["format"] for r in file_records(rows, source)}
-        assert [r["variable"] for r in file_records(rows, source)] == list(rows["variable"])
+        assert [r["variable"] for r in file_records(rows)] == list(rows["variable"])
+        result = virtualize_rows(rows.to_dict("records"), source)
+        formats |= {(key, f.variable): f.file_format for f in result.files}
+        reasons |= {(key, f.variable): f.error for f in result.failures}
 
     assert formats[("AWI/PISM1/exp05", "lithk")] == "netcdf4"
     assert {v for (k, _), v in formats.items() if k == "ILTS_PIK/SICOPOLIS1/hist_std"} == {"netcdf3"}
-    assert formats[("ULB/fETISh_16km/expA6", "xvelbase")] == "empty"  # the skip-listed 0-byte file
-    assert formats[("DOE/MALI/expA1", "topg")] == "not netcdf"
+    assert reasons[("ULB/fETISh_16km/expA6", "xvelbase")] == "file is empty (0 bytes)"  # the skip-listed 0-byte file
+    assert reasons[("DOE/MALI/expA1", "topg")].startswith("not a NetCDF file: starts with b'not a ne'")
 
 
-def test_file_index_table_carries_variable_size_format_and_fingerprint(archive, instance):
-    metadata = materialize(archive, instance, KEY)["file_index"]
-    table = metadata["file_table"]
+def test_file_index_table_carries_variable_size_and_fingerprint_and_virtual_dataset_the_formats(archive, instance):
+    metadata = materialize(archive, instance, KEY)
+    table = metadata["file_index"]["file_table"]
     columns = [c.name for c in table.schema.columns]
-    assert columns[:4] == ["variable", "size", "format", "fingerprint"]
+    assert columns[:3] == ["variable", "size", "fingerprint"]
     records = {r.data["variable"]: r.data for r in table.records}
     assert set(records) == {"lithk", "orog", "acabf", "lim"}
-    assert all(r["format"] == "netcdf4" and r["size"] > 0 and r["fingerprint"].startswith("mtime:") for r in records.values())
-    assert metadata["formats"].value == {"netcdf4": 4}
+    assert all(r["size"] > 0 and r["fingerprint"].startswith("mtime:") for r in records.values())
+    assert metadata["virtual_dataset"]["formats"].value == {"netcdf4": 4}
+    assert {r.data["format"] for r in metadata["virtual_dataset"]["files"].records} == {"netcdf4"}
 
 
 def test_virtual_dataset_metadata_counts_chunk_refs_and_loaded_coordinates(archive, instance):

@@ -1,5 +1,3 @@
-from collections import Counter
-
 import dagster as dg
 import pandas as pd
 
@@ -19,8 +17,8 @@ from ismip6_assets.resources import ArchiveResource
     io_manager_key="store_io_manager",
 )
 def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.Output[pd.DataFrame]:
-    """The partition's source NetCDF files (variable, size, format, fingerprint) from a fresh listing
-    of its archive folder, also written as parquet under ``{STORE}/index/``.
+    """The partition's source NetCDF files (variable, size, fingerprint) from a fresh listing of its
+    archive folder (no request per file), also written as parquet under ``{STORE}/index/``.
 
     Partitioned per model/experiment because that is the unit a modelling group delivers and fixes.
     """
@@ -28,7 +26,7 @@ def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
     listing = list_archive(archive.source, partition)
     index_url = write_index(archive.store, partition, listing.rows)
     context.log.info(f"{partition}: {len(listing.rows)} files indexed, {len(listing.ignored)} ignored")
-    files = file_records(listing.rows, archive.source)  # 8 bytes read per file, for its format
+    files = file_records(listing.rows)
     return dg.Output(
         listing.rows,
         metadata={
@@ -38,7 +36,6 @@ def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
             "bytes": int(listing.rows["size"].sum()),
             "index_parquet": dg.MetadataValue.path(index_url),
             "file_table": file_table(files),
-            "formats": dg.MetadataValue.json(dict(sorted(Counter(f["format"] for f in files).items()))),
             "ignored_paths": markdown([{"path": p, "reason": r} for p, r in listing.ignored]),
             "dagster/row_count": len(listing.rows),
         },

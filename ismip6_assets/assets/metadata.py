@@ -9,12 +9,9 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.formats import UnreadableFile, detect_format
-from ismip6_assets.locations import Location
 from ismip6_assets.preview import Preview
 from ismip6_assets.reconcile import markdown_table
 from ismip6_assets.redact import redact
-from ismip6_assets.virtualize import read_head
 
 _COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
@@ -38,25 +35,13 @@ def _cell(value):
     return value if isinstance(value, (int, float, bool)) or value is None else redact(str(value))
 
 
-def sniff_format(source: Location, url: str, size: int) -> str:
-    """The file's format from its first 8 bytes (``netcdf4``/``netcdf3``), or why it has none."""
-    if size == 0:
-        return "empty"
-    try:
-        return detect_format(read_head(source, source.relpath_of(url)), size)
-    except UnreadableFile:
-        return "not netcdf"
-    except OSError as exc:
-        return f"unreadable: {type(exc).__name__}"
-
-
-def file_records(rows: pd.DataFrame, source: Location) -> list[dict]:
-    """One record per indexed file: variable, size, format (magic bytes), fingerprint, file name."""
+def file_records(rows: pd.DataFrame) -> list[dict]:
+    """One record per indexed file, from the listing alone: variable, size, fingerprint, file name.
+    (Its format comes from the one read of its head in `virtual_dataset`: no request here.)"""
     return [
         {
             "variable": r["variable"],
             "size": int(r["size"]),
-            "format": sniff_format(source, r["url"], int(r["size"])),
             "fingerprint": r["fingerprint"],
             "skipped": bool(r["skipped"]),
             "file": r["url"].rsplit("/", 1)[-1],
@@ -66,7 +51,7 @@ def file_records(rows: pd.DataFrame, source: Location) -> list[dict]:
 
 
 def file_table(records: list[dict]) -> dg.MetadataValue:
-    return table(records, ["variable", "size", "format", "fingerprint", "skipped", "file"])
+    return table(records, ["variable", "size", "fingerprint", "skipped", "file"])
 
 
 def virtual_file_records(files: list) -> list[dict]:
@@ -76,6 +61,7 @@ def virtual_file_records(files: list) -> list[dict]:
     return [
         {
             "variable": f.variable,
+            "file": f.url.rsplit("/", 1)[-1],
             "format": f.file_format,
             "chunk_refs": f.chunk_refs,
             "loaded_coordinates": ", ".join(n for n, v in f.dataset.variables.items() if not isinstance(v.data, ManifestArray)),

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import dagster as dg
 import pandas as pd
 
@@ -19,7 +21,8 @@ from ismip6_assets.virtualize import VirtualizationResult, virtualize_rows
     io_manager_key="store_io_manager",
 )
 def virtual_dataset(context: dg.AssetExecutionContext, archive: ArchiveResource, file_index: pd.DataFrame) -> dg.Output[VirtualizationResult]:
-    """Virtual datasets (chunk references, coordinates inline) of the files the store lacks.
+    """Virtual datasets (chunk references, coordinates inline) of the files the store lacks; each
+    file's format (``netcdf4``/``netcdf3``) from its magic bytes, in the same read as its header.
 
     Partitioned per model/experiment so that one bad file or folder never holds back the others.
     """
@@ -46,6 +49,7 @@ def virtual_dataset(context: dg.AssetExecutionContext, archive: ArchiveResource,
             "loaded_coordinates": sum(len(q["loaded_coordinates"].split(", ")) for q in quirks if q["loaded_coordinates"]),
             "quirks_fixed": sum(len(f.quirks) for f in result.files),
             "files_with_warnings": sum(bool(f.warnings) for f in result.files),  # e.g. garbage time left undecoded
+            "formats": dg.MetadataValue.json(dict(sorted(Counter(f.file_format for f in result.files).items()))),
             "files": table(quirks),
             "failure_table": failure_table(result.failures),
         },
