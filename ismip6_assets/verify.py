@@ -26,6 +26,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +46,7 @@ from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 REPAIR_HINT = "bad_ref: the source changed under an unchanged fingerprint; touch the file (or delete the group) and the next run rewrites it"
 DEFAULT_SAMPLE_VARIABLES = 8
 DEFAULT_SAMPLE_BUDGET_BYTES = 16 * 2**20
+COMPARE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,32 @@ def _cost(session: icechunk.Session, candidate: _Candidate, coords: tuple[int, .
     return 2 * int(sync(session.store.getsize(_chunk_key(candidate.group, candidate.name, coords))))
 
 
+def _plan(session: icechunk.Session, candidates: list[_Candidate], policy: SamplePolicy, result: Verification) -> list[tuple]:
+    """(candidate, chunk coords, cost) to compare: in sample mode, one chunk a variable within the budget."""
+    picks, planned = [], 0
+    for candidate in candidates:
+        if policy.mode == "sample" and len(picks) >= policy.max_variables:
+            break
+        for coords in sample_chunks(candidate.shape, candidate.chunks, 1 if policy.mode == "sample" else policy.chunks_per_array):
+            try:
+                cost = _cost(session, candidate, coords)
+            except Exception as exc:  # noqa: BLE001 - a reference the store cannot size is a finding
+                result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": f"chunk {coords} unreadable: {one_line(exc)}"})
+                break
+            if policy.mode == "sample" and planned + cost > policy.budget_bytes:
+                continue  # too big for what is left of the budget; a smaller one may fit
+            picks.append((candidate, coords, cost))
+            planned += cost
+    return picks
+
+
+def _compare_or_reason(session: icechunk.Session, source: Location, candidate: _Candidate, coords: tuple[int, ...]) -> str:
+    try:
+        return compare_chunk(session, source, candidate, coords)
+    except Exception as exc:  # noqa: BLE001 - a source that no longer opens is a finding, not a crashed check
+        return f"could not verify: {one_line(exc)}"
+
+
 def verify_partition(
     repo: icechunk.Repository, source: Location, state: PartitionState, urls: Iterable[str], policy: SamplePolicy | None = None
 ) -> Verification:
@@ -174,30 +202,22 @@ def verify_partition(
     if policy.mode == "sample":
         seed = session.snapshot_id
         candidates.sort(key=lambda c: _rotation(seed, c))
-    groups = set()
-    for candidate in candidates:
-        if policy.mode == "sample" and result.chunks >= policy.max_variables:
-            break
-        picks = sample_chunks(candidate.shape, candidate.chunks, 1 if policy.mode == "sample" else policy.chunks_per_array)
-        for coords in picks:
-            try:
-                cost = _cost(session, candidate, coords)
-            except Exception as exc:  # noqa: BLE001
-                result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": f"chunk {coords} unreadable: {one_line(exc)}"})
-                break
-            if policy.mode == "sample" and result.bytes_read + cost > policy.budget_bytes:
-                continue  # too big for what is left of the budget; a smaller one may fit
-            try:
-                problem = compare_chunk(session, source, candidate, coords)
-            except Exception as exc:  # noqa: BLE001 - a source that no longer opens is a finding
-                problem = f"could not verify: {one_line(exc)}"
-            result.chunks += 1
-            result.bytes_read += cost
-            groups.add(candidate.group)
-            result.read.append({"item": candidate.item, "chunk": str(coords), "bytes": cost})
-            if problem:
-                result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
-                break
+    picks = _plan(session, candidates, policy, result)
+    # The comparisons open source files: in an object store each is a few round trips, so they
+    # overlap there. On local disk they run one after another: threads would gain nothing (HDF5
+    # holds a process-wide lock) and netCDF4's C library is not thread-safe.
+    threads = 1 if source.local_dir is not None else max(1, min(COMPARE_THREADS, len(picks)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        problems = list(pool.map(lambda pick: _compare_or_reason(session, source, *pick[:2]), picks))
+    groups, failed = set(), set()
+    for (candidate, coords, cost), problem in zip(picks, problems, strict=True):
+        result.chunks += 1
+        result.bytes_read += cost
+        groups.add(candidate.group)
+        result.read.append({"item": candidate.item, "chunk": str(coords), "bytes": cost})
+        if problem and candidate.item not in failed:  # one finding an array
+            failed.add(candidate.item)
+            result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
     result.groups = len(groups)
     if wanted and result.chunks == 0 and not result.findings:
         reason = (
