@@ -18,8 +18,8 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     (tmp_path / "dh").mkdir()
     proc = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "6 partitions (6 run), 25 files, 24 groups written" in proc.stdout
-    assert "[6/6]" in proc.stdout and "checks: 6 OK" in proc.stdout
+    assert "7 partitions (7 run), 29 files, 28 groups written" in proc.stdout
+    assert "[7/7]" in proc.stdout and "checks: 7 OK" in proc.stdout
     assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
     # The same job the UI and the sensor launch, so the runs show under it (not __ASSET_JOB).
     check = ("import dagster as dg; runs = dg.DagsterInstance.get().get_runs(); "
@@ -29,7 +29,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     assert jobs.stdout.startswith("6 "), jobs.stdout
 
     again = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
-    assert again.returncode == 0 and again.stdout.count("store already current: no run") == 6 and "6 partitions (0 run)" in again.stdout
+    assert again.returncode == 0 and again.stdout.count("store already current: no run") == 7 and "7 partitions (0 run)" in again.stdout
     forced = run("run", "--all", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert forced.returncode == 0 and "no run" not in forced.stdout and "0 groups written" in forced.stdout
 
@@ -42,7 +42,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
 def test_sample_archive_command_writes_netcdf(tmp_path):
     proc = run("sample-archive", str(tmp_path / "a"), "--times", "2")
     assert proc.returncode == 0, proc.stderr
-    assert len(list((tmp_path / "a" / "Projection-AIS").rglob("*.nc"))) == 25
+    assert len(list((tmp_path / "a" / "Projection-AIS").rglob("*.nc"))) == 29
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def test_partition_preview_is_a_small_png_of_a_thickness_map(committed):
     preview = partition_preview(committed, PARTITION, time_index=1)
 
     assert (preview.variable, preview.group, preview.time_index) == ("lithk", "AWI_PISM1/exp05/lithk", 1)
-    assert "2016-01-01" in preview.time_label  # the second yearly snapshot, in the file's own calendar
+    assert "2017-01-01" in preview.time_label  # the second yearly snapshot (the end of 2016), in the file's own calendar
+    assert "synthetic" in preview.note and "synthetic" in preview.markdown()  # the sample archive says what it is
     image = png_image(preview.png)
     assert image.size == (SIZE_PX, SIZE_PX)
     assert len(preview.png) < 40_000  # inline in metadata: keep it small

@@ -10,7 +10,7 @@ from ismip6_assets import sensors
 from ismip6_assets.sensors import archive_sensor
 
 PARTITIONS = [
-    "AWI/PISM1/ctrl_proj_std", "AWI/PISM1/exp05", "DOE/MALI/expA1", "ILTS_PIK/SICOPOLIS1/hist_std", "UCIJPL/ISSM/exp13", "ULB/fETISh_16km/expA6",
+    "AWI/PISM1/ctrl_proj_std", "AWI/PISM1/exp05", "DOE/MALI/expA1", "ILTS_PIK/SICOPOLIS1/exp05", "ILTS_PIK/SICOPOLIS1/hist_std", "UCIJPL/ISSM/exp13", "ULB/fETISh_16km/expA6",
 ]
 
 

@@ -46,7 +46,7 @@ def ran(archive, instance):
 def test_a_run_leaves_the_file_at_the_head_and_it_serves_the_next_read(archive, ran):
     saved = json.loads(state_cache_path(archive.store).fs.open(state_cache_path(archive.store).fs_path).read())
     assert saved["snapshot"] == ran.lookup_branch("main")
-    assert sum(len(p["groups"]) for p in saved["partitions"].values()) == 24  # every stored group
+    assert sum(len(p["groups"]) for p in saved["partitions"].values()) == 28  # every stored group
     assert _assert_equals_full_read(ran, archive.store) == "cached"
 
 
