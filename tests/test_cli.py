@@ -26,7 +26,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
              "print(len(runs), sorted({r.job_name for r in runs}), sorted({r.tags.get('dagster/partition') for r in runs}))")
     jobs = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
     assert jobs.stdout.split(" ", 1)[1].startswith("['materialize_partition']"), jobs.stdout + jobs.stderr
-    assert jobs.stdout.startswith("6 "), jobs.stdout
+    assert jobs.stdout.startswith("7 "), jobs.stdout
 
     again = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert again.returncode == 0 and again.stdout.count("store already current: no run") == 7 and "7 partitions (0 run)" in again.stdout
