@@ -233,6 +233,7 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
                 try:
                     report(future.result())
                 except BrokenProcessPool as exc:
+                    _kill_survivors(pool)
                     if attempt == 2:
                         report(PartitionOutcome(futures[future], "FAILED", findings=[{"category": "run_failed", "item": f"worker process died: {exc}"}]))
                     else:
@@ -242,6 +243,19 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
         if not broken:
             return
         remaining = sorted(broken)
+
+
+def _kill_survivors(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL the workers still alive in a broken pool, so that its shutdown cannot hang.
+
+    CPython 3.12's executor asks the survivors to stop with SIGTERM and then joins them, but a
+    worker that has run Dagster keeps SIGTERM mapped to `default_int_handler`: the survivor prints
+    a KeyboardInterrupt and never exits, and `run_archive` hung for good (seen with one worker
+    killed mid-partition). `_processes` is the executor's own table of its worker processes.
+    """
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.kill()
 
 
 _worker: dict = {}
