@@ -12,6 +12,7 @@ reads and writes as that one principal, in any process the location is handed to
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,9 @@ from urllib.parse import urlparse
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 SCHEMES = ("file", "gs")
+
+
+_read_stores: dict[tuple, Any] = {}
 
 
 class ConfigError(ValueError):
@@ -126,10 +130,27 @@ class Location:
 
     # --- reads of source files -------------------------------------------------------------------
 
+    @property
+    def read_store(self):
+        """This location's obstore store, one per location, identity and process (it holds the
+        connection pool; a location unpickled in a worker for each file finds it there too)."""
+        key = (self, repr(self.gcs))
+        if key not in _read_stores:
+            if len(_read_stores) >= 8:
+                _read_stores.clear()
+            _read_stores[key] = self.obstore()
+        return _read_stores[key]
+
     def open_for_reading(self, relpath: str):
-        """What ``xr.open_dataset`` takes for a file here: a local path, else a file object."""
-        target = self.join(relpath)
-        return target.path if self.scheme == "file" else self.fs.open(target.fs_path, "rb")
+        """What ``xr.open_dataset`` takes for a file here: a local path, else a file object. On
+        gs:// it reads in 1 MiB blocks through obstore (`BlockStoreReader`: a HEAD, then a block
+        holds the header of most files): 2 requests for a small file where gcsfs's open made 4-5
+        (object metadata, a directory probe, reads)."""
+        if self.scheme == "file":
+            return self.join(relpath).path
+        from obspec_utils.readers import BlockStoreReader
+
+        return _FileObject(BlockStoreReader(self.read_store, relpath))
 
     def pinned_read_options(self, fingerprint: str) -> dict | None:
         """obstore get options that make every read of a file fail unless the object is still the
@@ -208,6 +229,33 @@ class Location:
         if self.scheme == "file":
             return "icechunk.credentials.LocalFileSystemAccess"
         return "icechunk.gcs_credentials(anonymous=True)"
+
+
+class _FileObject(io.RawIOBase):
+    """An obspec reader as the `io` file object xarray's engines recognise (they test io.IOBase)."""
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._reader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._reader.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._reader.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._reader.tell()
 
 
 def parse_location(value: str | os.PathLike, setting: str) -> Location:

@@ -71,24 +71,11 @@ class VirtualizationResult:
     failures: list[FailureRecord] = field(default_factory=list)
 
 
-_stores: dict[tuple[Location, str], object] = {}
-
-
-def _source_store(source: Location):
-    """The obstore store of `source`, one per location, identity and process (it holds the connection pool)."""
-    key = (source, repr(source.gcs))
-    if key not in _stores:
-        if len(_stores) >= 8:
-            _stores.clear()
-        _stores[key] = source.obstore()
-    return _stores[key]
-
-
 def file_store(row: dict, source: Location) -> OneFileStore:
     """The reads of one indexed file (see source_reads.py): head once, pinned to its fingerprint."""
     from obspec_utils.registry import ObjectStoreRegistry
 
-    store = _source_store(source)
+    store = source.read_store
     _, path = ObjectStoreRegistry({source.prefix_url: store}).resolve(row["url"])
     return OneFileStore(store, path, int(row["size"]), source.pinned_read_options(row["fingerprint"]))
 
