@@ -1,4 +1,4 @@
-"""The ``ismip6`` command: ``sample-archive``, ``run`` and ``reconcile``."""
+"""The ``ismip6`` command: ``sample-archive``, ``run``, ``reconcile`` and ``tag``."""
 
 from __future__ import annotations
 
@@ -79,6 +79,22 @@ def cmd_reconcile(args) -> int:
     return 1 if errors or not diffs else 0
 
 
+def cmd_tag(args) -> int:
+    from ismip6_assets.maintenance import TagError, tag_main
+    from ismip6_assets.settings import resolve
+    from ismip6_assets.store import open_repository
+
+    source, store = resolve(args.source, args.store)
+    try:
+        snapshot = tag_main(open_repository(store, source, create=False), args.name)
+    except TagError as exc:
+        print(f"ismip6: {exc}", file=sys.stderr)
+        return 2
+    print(f"tagged main of {store.url} as {args.name!r}: snapshot {snapshot} (never expired by store_maintenance)")
+    print(f"open it with repo.readonly_session(tag={args.name!r})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ismip6", description="Virtualize the ISMIP6 archive into Icechunk.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "run":
             p.add_argument("--all", action="store_true", help="run every partition through Dagster, also those the store already matches")
+    p = sub.add_parser("tag", help="tag the current main for citation (tags are immutable and never expired)")
+    p.add_argument("name")
+    p.add_argument("--source", help="archive root; default $ISMIP6_SOURCE_URL")
+    p.add_argument("--store", help="Icechunk store; default $ISMIP6_STORE_URL")
+    p.set_defaults(func=cmd_tag)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     try:

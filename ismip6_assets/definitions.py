@@ -7,7 +7,7 @@ import dagster as dg
 from ismip6_assets.assets import file_index, icechunk_commit, virtual_dataset
 from ismip6_assets.checks import reconciliation
 from ismip6_assets.io_managers import StorePickleIOManager
-from ismip6_assets.jobs import materialize_partition_job
+from ismip6_assets.jobs import materialize_partition_job, store_maintenance_job, store_maintenance_schedule
 from ismip6_assets.resources import ArchiveResource, default_archive_resource
 from ismip6_assets.sensors import archive_sensor
 
@@ -34,7 +34,8 @@ def build_definitions(archive: ArchiveResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=_with_code_references(ASSETS),
         asset_checks=CHECKS,
-        jobs=[materialize_partition_job],
+        jobs=[materialize_partition_job, store_maintenance_job],
+        schedules=[store_maintenance_schedule],
         sensors=[archive_sensor],
         resources=build_resources(archive or default_archive_resource()),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from ismip6_assets.locations import ConfigError, Location, parse_location
@@ -17,6 +18,9 @@ STORE_ENV = "ISMIP6_STORE_URL"
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
 SKIP_LIST_ENV = "ISMIP6_SKIP_LIST"
+SNAPSHOT_RETENTION_ENV = "ISMIP6_SNAPSHOT_RETENTION_DAYS"
+# The store_maintenance job expires history older than this (readers need only the head; tags stay).
+DEFAULT_SNAPSHOT_RETENTION_DAYS = 7.0
 # Icechunk keeps every snapshot a process opens, up to 500,000 nodes by default. Each commit makes a
 # new one, so a worker committing partition after partition held ~11 of them: ~40 MB each on the
 # full-shape store (45,200 nodes, ~4.5 per file), 1.07 GB per worker (bench/throughput.py). A
@@ -63,6 +67,20 @@ def snapshot_cache_nodes() -> int:
     return int(text)
 
 
+def snapshot_retention() -> timedelta:
+    """``ISMIP6_SNAPSHOT_RETENTION_DAYS``: how old a snapshot must be for `store_maintenance` to expire it."""
+    text = os.environ.get(SNAPSHOT_RETENTION_ENV, "").strip()
+    if not text:
+        return timedelta(days=DEFAULT_SNAPSHOT_RETENTION_DAYS)
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not days >= 0 or days == float("inf"):
+        raise ConfigError(f"{SNAPSHOT_RETENTION_ENV}={text!r}: give a number of days >= 0 (default {DEFAULT_SNAPSHOT_RETENTION_DAYS:g})")
+    return timedelta(days=days)
+
+
 def check_credentials_file() -> None:
     """A credentials file that is named but unreadable fails here, not deep inside a client.
 
@@ -97,6 +115,7 @@ def resolve(source: str | None = None, store: str | None = None, check: bool = T
     store_loc = parse_location(store or store_url(), STORE_ENV)
     if check:
         snapshot_cache_nodes()
+        snapshot_retention()
         from ismip6_assets.skip_list import SkipList
 
         SkipList.default(skip_list_path())  # a malformed entry is one line naming the file and line
