@@ -26,6 +26,7 @@ from ismip6_assets.source_reads import OneFileStore, prefetch
 COORDINATE_NAMES = ["time", "time_bnds", "time_bounds", "x", "y", "lat", "lon", "lat_bnds", "lon_bnds", "x_bnds", "y_bnds"]
 SOURCE_URL_ATTR = "ismip6_source_url"
 SOURCE_FINGERPRINT_ATTR = "ismip6_source_fingerprint"
+SOURCE_FORMAT_ATTR = "ismip6_source_format"  # netcdf4 / netcdf3, for the catalog
 
 
 @dataclass
@@ -135,6 +136,7 @@ def virtualize_file(row: dict, source: Location, reads: OneFileStore | None = No
         )
     ds.attrs[SOURCE_URL_ATTR] = url
     ds.attrs[SOURCE_FINGERPRINT_ATTR] = row["fingerprint"]
+    ds.attrs[SOURCE_FORMAT_ATTR] = file_format
     return VirtualizedFile(
         url=url,
         group=row["group"],
