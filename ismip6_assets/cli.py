@@ -10,10 +10,19 @@ import warnings
 from ismip6_assets.locations import ConfigError
 
 
-def _instance():
+def _instance(settings):
     import dagster as dg
 
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    return dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
+
+
+def _settings(args):
+    """Every setting checked before any work, then used by the whole process."""
+    from ismip6_assets.settings import install, load_settings
+
+    settings = load_settings(args.source, args.store)
+    install(settings)
+    return settings
 
 
 def cmd_sample_archive(args) -> int:
@@ -29,11 +38,13 @@ def cmd_sample_archive(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_archive
     from ismip6_assets.settings import resolve
 
-    source, store = resolve(args.source, args.store)
+    settings = _settings(args)  # before Dagster's imports: a bad setting fails in a blink
+    source, store = resolve(settings)
+    from ismip6_assets.resources import ArchiveResource
+    from ismip6_assets.runner import run_archive
+
     archive = ArchiveResource(source_url=source.url, store_url=store.url)
     archive.source  # noqa: B018 - fail on a bad source before any work
     print(f"source {source.url}\nstore  {store.url}")
@@ -45,9 +56,9 @@ def cmd_run(args) -> int:
             flush=True,
         )
         for f in o.findings:
-            print(f"      {f['category']}: {f['item']}")
+            print(f"      {f['category']}: {f['item']}" + (f" ({f['reason']})" if f.get("reason") else ""))
 
-    outcomes = run_archive(archive, _instance(), progress, force=args.all)
+    outcomes = run_archive(archive, _instance(settings), progress, force=args.all)
     totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
     statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
     print(f"\n{len(outcomes)} partitions ({sum(o.ran for o in outcomes)} run), {totals['files']} files, {totals['written']} groups written, "
@@ -57,10 +68,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    from ismip6_assets.runner import reconcile_archive
     from ismip6_assets.settings import resolve
 
-    source, store = resolve(args.source, args.store)
+    source, store = resolve(_settings(args), existing_store=True)  # read-only: a store must be there; nothing is written
+    from ismip6_assets.runner import reconcile_archive
+
     print(f"source {source.url}\nstore  {store.url}")
 
     def progress(i, n, d):
@@ -84,9 +96,9 @@ def cmd_tag(args) -> int:
     from ismip6_assets.settings import resolve
     from ismip6_assets.store import open_repository
 
-    source, store = resolve(args.source, args.store)
+    source, store = resolve(_settings(args), existing_store=True)  # tags a store; never creates one
     try:
-        snapshot = tag_main(open_repository(store, source, create=False), args.name)
+        snapshot = tag_main(open_repository(store, source), args.name)
     except TagError as exc:
         print(f"ismip6: {exc}", file=sys.stderr)
         return 2

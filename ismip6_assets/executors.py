@@ -66,7 +66,9 @@ def parse_spec(text: str | None) -> ExecutorSpec:
 
 
 def configured_spec() -> ExecutorSpec:
-    return parse_spec(os.environ.get(EXECUTOR_ENV))
+    from ismip6_assets.settings import current  # settings imports this module
+
+    return current().executor
 
 
 class SerialExecutor(Executor):

@@ -25,16 +25,12 @@ from pathlib import Path
 # bucket against an emulator); must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
+from ismip6_assets.settings import current  # noqa: E402 - after the gcsfs setting above
 
 
 def emulator_host() -> str | None:
     """``STORAGE_EMULATOR_HOST`` as a URL (google-cloud-storage accepts it without a scheme too)."""
-    host = os.environ.get(EMULATOR_ENV, "").strip().rstrip("/")
-    if not host:
-        return None
-    return host if "://" in host else f"http://{host}"
+    return current().emulator_host
 
 
 def emulator_service_account_key(host: str) -> str:
@@ -45,10 +41,10 @@ def emulator_service_account_key(host: str) -> str:
 
 def credentials_file() -> str | None:
     """The ADC file in use, if any: ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's well-known file."""
-    path = os.environ.get(CREDENTIALS_ENV)
-    if path:
-        return path
-    config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    settings = current()
+    if settings.credentials_file:
+        return settings.credentials_file
+    config = settings.gcloud_config or str(Path.home() / ".config" / "gcloud")
     well_known = Path(config) / "application_default_credentials.json"
     return str(well_known) if well_known.exists() else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 
 import dagster as dg
@@ -11,7 +10,7 @@ from dagster_gcp import GCSResource
 
 from ismip6_assets.locations import ConfigError, Location, parse_location
 from ismip6_assets.sample_archive import write_sample_archive
-from ismip6_assets.settings import SOURCE_ENV, STORE_ENV, default_source_url, source_url, store_url
+from ismip6_assets.settings import SOURCE_ENV, STORE_ENV, current, default_source_url
 from ismip6_assets.store import open_repository
 
 
@@ -46,8 +45,11 @@ class ArchiveResource(dg.ConfigurableResource):
 
 
 def default_gcs_resource() -> GCSResource:
-    return GCSResource(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    return GCSResource(project=current().gcp_project)
 
 
 def default_archive_resource() -> ArchiveResource:
-    return ArchiveResource(source_url=source_url(), store_url=store_url(), gcs=default_gcs_resource())
+    """The resource `dagster dev` and the daemon use: every setting checked first, so a bad one
+    fails loading the code location with the same one line `ismip6` prints."""
+    settings = current()
+    return ArchiveResource(source_url=settings.source_url, store_url=settings.store_url, gcs=default_gcs_resource())

@@ -12,7 +12,7 @@ Measured on the full-shape benchmark archive (bench/throughput.py: 439 partition
   after one changed file runs one partition, not 439 (each run costs ~0.35 s of CPU even with nothing
   to do), and `reconcile_archive` is that plan alone. The run ends by bringing the saved state to the
   new head, so the next plan starts from it.
-- **Partitions in parallel in persistent worker processes** (`PARTITION_WORKERS_ENV`, default one
+- **Partitions in parallel in persistent worker processes** (settings.PARTITION_WORKERS_ENV, default one
   per CPU): each worker is spawned once, imports Dagster and VirtualiZarr once and then runs
   partition after partition in-process. Everything per partition parallelizes (HDF5 parsing holds
   a process-wide lock, so threads would not), while each commit still runs alone under the store's
@@ -29,15 +29,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 import dagster as dg
 
 from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
-from ismip6_assets.jobs import materialize_partition_job
-from ismip6_assets.executors import EXECUTOR_ENV, configured_spec, shutdown_shared
+from ismip6_assets.executors import ExecutorSpec, shutdown_shared
 from ismip6_assets.index import list_archive
+from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.locations import Location
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
@@ -45,10 +45,10 @@ from ismip6_assets.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.redact import redact
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import run_tags
+from ismip6_assets.settings import Settings, current, install
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import load_store_state, read_store_state
 
-PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
 # A worker pays its imports once (2-4 s of CPU); a partition costs ~1.4 s. Fewer runs go in-process.
 POOL_MIN_PARTITIONS = 8
 
@@ -67,12 +67,13 @@ class PartitionOutcome:
     ran: bool = True  # False: the store already matched the archive, so no run was needed
 
 
-def plan_archive(source: Location, store: Location) -> dict[str, StoreDiff]:
+def plan_archive(source: Location, store: Location, read_only: bool = False) -> dict[str, StoreDiff]:
     """Every partition's `StoreDiff` from one listing of the archive and one read of the store.
 
     Partitions in the archive now, plus partitions the store holds whose folder is gone.
+    `read_only`: the repository must exist and nothing is written (not even the saved state).
     """
-    states = read_store_state(open_repository(store, source), store)
+    states = read_store_state(open_repository(store, source, writable=not read_only), store, save=not read_only)
     return {key: diff for key, (_, _, diff) in partition_diffs(list_archive(source).rows, states).items()}
 
 
@@ -131,7 +132,14 @@ def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: s
     for evaluation in result.get_asset_check_evaluations():
         outcome.status = "OK" if evaluation.passed else evaluation.severity.value
         outcome.findings = _findings(evaluation.metadata)
+    failed = _metadata_value(result, "icechunk_commit", "failure_table", None)
+    outcome.findings += _failed_files([r.data for r in getattr(failed, "records", None) or []])
     return outcome
+
+
+def _failed_files(records: list[dict]) -> list[dict]:
+    """One finding per file that could not be stored: its URL and one-line reason."""
+    return [{"category": "failed", "item": r["url"], "reason": r.get("error", "")} for r in records]
 
 
 def _root_message(error) -> str:
@@ -144,9 +152,8 @@ def _root_message(error) -> str:
 
 
 def _findings(metadata) -> list[dict]:
-    counts = {
-        k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "stale_skip_entries", "bad_refs")
-    }
+    # Failed files are listed one by one from the commit's failure table (`_failed_files`).
+    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "skipped", "duplicate", "stale_skip_entries", "bad_refs")}
     findings = [{"category": k, "item": str(n)} for k, n in counts.items() if n]
     if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "duplicate", "stale_skip_entries"))):
         findings.append({"category": "details", "item": str(metadata["findings"].value)})
@@ -155,15 +162,16 @@ def _findings(metadata) -> list[dict]:
 
 def _unchanged(diff: StoreDiff) -> PartitionOutcome:
     counts = diff.counts()
-    findings = [{"category": k, "item": str(counts[k])} for k in ("failed", "skipped", "stale_skip_entries") if counts[k]]
+    findings = [{"category": k, "item": str(counts[k])} for k in ("skipped", "stale_skip_entries") if counts[k]]
     findings += [{"category": "duplicate", "item": u} for u in diff.duplicate]
+    findings += _failed_files(diff.failed)
     return PartitionOutcome(diff.partition, diff.status, files=diff.indexed, failures=len(diff.failed), findings=findings, ran=False)
 
 
 def partition_workers(n_runs: int) -> int:
     """How many worker processes run partitions: 1 (in-process) for few runs or when configured."""
-    configured = os.environ.get(PARTITION_WORKERS_ENV)
-    workers = int(configured) if configured else (os.cpu_count() or 1)
+    configured = current().partition_workers
+    workers = configured or os.cpu_count() or 1
     if not configured and n_runs < POOL_MIN_PARTITIONS:
         return 1
     return max(1, min(workers, n_runs))
@@ -224,7 +232,7 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
             min(workers, len(remaining)),
             mp_context=multiprocessing.get_context("spawn"),  # the parent runs Tokio and event-loop threads
             initializer=_init_worker,
-            initargs=(_resource_fields(archive), ref),
+            initargs=(_resource_fields(archive), ref, current()),
         )
         broken = []
         try:
@@ -275,9 +283,10 @@ def _from_fields(cls_and_fields: tuple[type, dict]) -> dg.ConfigurableResource:
     return cls(**{k: _from_fields(v) if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], type) else v for k, v in fields.items()})
 
 
-def _init_worker(archive_fields: tuple[type, dict], ref) -> None:
-    if configured_spec().kind == "processes":
-        os.environ[EXECUTOR_ENV] = "serial"  # partitions are the parallel unit here; no pool per worker
+def _init_worker(archive_fields: tuple[type, dict], ref, settings: Settings) -> None:
+    if settings.executor.kind == "processes":  # partitions are the parallel unit here; no pool per worker
+        settings = replace(settings, executor=ExecutorSpec("serial"))
+    install(settings)  # the parent's checked settings, not a second read of the environment
     _worker["archive"] = _from_fields(archive_fields)
     _worker["instance"] = dg.DagsterInstance.from_ref(ref) if ref is not None else dg.DagsterInstance.ephemeral()
 
@@ -290,8 +299,8 @@ def _run_in_worker(key: str) -> PartitionOutcome:
 
 
 def reconcile_archive(source: Location, store: Location, progress: Callable[[int, int, StoreDiff], None] | None = None) -> list[StoreDiff]:
-    """Every partition compared with a fresh listing: one listing, one read of the store."""
-    diffs = list(plan_archive(source, store).values())
+    """Every partition compared with a fresh listing: one listing, one read of the store; read-only."""
+    diffs = list(plan_archive(source, store, read_only=True).values())
     for i, diff in enumerate(diffs, start=1):
         if progress:
             progress(i, len(diffs), diff)

@@ -21,7 +21,7 @@ import zarr
 from ismip6_assets.group_writer import write_groups
 from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.settings import snapshot_cache_nodes
+from ismip6_assets.settings import STORE_ENV, current
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
 
 # Handled by design, so silenced: the local-filesystem warning (one writer on local storage: the
@@ -37,7 +37,6 @@ COMMIT_MANIFEST_CONCURRENCY = 32
 FAILURES_ATTR = "ismip6_failures"
 # Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.
 SIDECAR_DIRS = ("index", "failures", "dagster", ".ismip6-writer.lock")
-WRITER_WAIT_ENV = "ISMIP6_WRITER_WAIT_SECONDS"
 
 
 class StoreBusy(RuntimeError):
@@ -59,7 +58,7 @@ def writer_lock(store: Location) -> Iterator[None]:
     os.makedirs(store.local_dir, exist_ok=True)
     path = os.path.join(store.local_dir, ".ismip6-writer.lock")
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    deadline = time.monotonic() + float(os.environ.get(WRITER_WAIT_ENV, "300"))
+    deadline = time.monotonic() + current().writer_wait_seconds
     try:
         while True:
             try:
@@ -91,18 +90,22 @@ def virtual_chunk_credentials(source: Location) -> dict:
 # the object, so reusing it makes a partition's state read ~17 ms of CPU instead of ~94 ms on the
 # 10,034-group store (bench/throughput.py); a pipeline run opens the store ~4 times per partition.
 # Sessions still read the branch head afresh, so commits from other processes are seen.
-_repositories: dict[tuple[str, str], icechunk.Repository] = {}
+_repositories: dict[tuple[str, str, bool], icechunk.Repository] = {}
 
 
-def open_repository(store: Location, source: Location, create: bool = True) -> icechunk.Repository:
-    """Open (or create) the repository at `store`, authorised to read virtual chunks of `source`."""
-    key = (store.url, source.prefix_url)
+def open_repository(store: Location, source: Location, writable: bool = True) -> icechunk.Repository:
+    """Open (or create) the repository at `store`, authorised to read virtual chunks of `source`.
+
+    `writable=False` (read-only commands) never creates it nor saves its config: no repository
+    there is a `ConfigError`.
+    """
+    key = (store.url, source.prefix_url, writable)
     cached = _repositories.get(key)
     # A local store folder removed since (a user's rm -r, tests) is seen at once; an object-store
     # repository is not deleted under a running pipeline, and checking cost a round trip per call.
     if cached is not None and (store.local_dir is None or icechunk.Repository.exists(_storage(store))):
         return cached
-    repo = _open_repository(store, source, create)
+    repo = _open_repository(store, source, writable)
     _repositories[key] = repo
     return repo
 
@@ -121,31 +124,52 @@ def _stored_config(source: Location) -> icechunk.RepositoryConfig:
 
 def _process_config(source: Location) -> icechunk.RepositoryConfig:
     config = _stored_config(source)
-    config.caching = icechunk.CachingConfig(num_snapshot_nodes=snapshot_cache_nodes())
+    config.caching = icechunk.CachingConfig(num_snapshot_nodes=current().snapshot_cache_nodes)
     # A commit writes one manifest per array it touched (~4 a file); Icechunk writes them one at a
     # time by default, one round trip each on object storage. See COMMIT_MANIFEST_CONCURRENCY.
     config.manifest = icechunk.ManifestConfig(max_concurrent_manifest_fetches_during_commit=COMMIT_MANIFEST_CONCURRENCY)
     return config
 
 
-def _open_repository(store: Location, source: Location, create: bool) -> icechunk.Repository:
-    storage = _storage(store)
-    credentials = virtual_chunk_credentials(source)
-    if icechunk.Repository.exists(storage):
-        stored = icechunk.Repository.fetch_config(storage)
-        if stored is None or source.prefix_url not in (stored.virtual_chunk_containers or {}):
-            # so readers of the store learn the new source container
-            icechunk.Repository.open(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials).save_config()
-        return icechunk.Repository.open(storage, config=_process_config(source), authorize_virtual_chunk_access=credentials)
-    if not create:
-        raise ConfigError(f"ISMIP6_STORE_URL={store.url}: no Icechunk repository there")
+def _repository_exists(store: Location, setting: str) -> bool:
+    if store.local_dir is not None:  # Icechunk answers a plain file on the path with a 50-line error
+        path = store.local_dir
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        if not os.path.isdir(path):
+            raise ConfigError(f"{setting}={store.url}: {path} is a file, not a folder: point it at an Icechunk repository or a new location")
+    try:
+        return icechunk.Repository.exists(_storage(store))
+    except icechunk.IcechunkError as exc:
+        raise ConfigError(f"{setting}={store.url}: cannot read it ({str(exc).strip().splitlines()[0]})") from None
+
+
+def check_store(store: Location, setting: str = STORE_ENV, must_exist: bool = False) -> None:
+    """A store location that cannot work fails here in one line naming `setting`: a plain file,
+    a folder of something else, or (`must_exist`) no repository at all. Nothing is written."""
+    if _repository_exists(store, setting):
+        return
+    if must_exist:
+        raise ConfigError(f"{setting}={store.url}: no Icechunk repository there (nothing to compare; `ismip6 run` creates one)")
     if store.exists():
         foreign = [p for p in store.fs.ls(store.fs_path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in SIDECAR_DIRS]
         if foreign:
             raise ConfigError(
-                f"ISMIP6_STORE_URL={store.url} is a non-empty folder that is not an Icechunk repository "
+                f"{setting}={store.url} is a non-empty folder that is not an Icechunk repository "
                 f"(found {foreign[0].rsplit('/', 1)[-1]!r}); point it at an empty or new location"
             )
+
+
+def _open_repository(store: Location, source: Location, writable: bool) -> icechunk.Repository:
+    storage = _storage(store)
+    credentials = virtual_chunk_credentials(source)
+    if _repository_exists(store, STORE_ENV):
+        stored = icechunk.Repository.fetch_config(storage)
+        if writable and (stored is None or source.prefix_url not in (stored.virtual_chunk_containers or {})):
+            # so readers of the store learn the new source container
+            icechunk.Repository.open(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials).save_config()
+        return icechunk.Repository.open(storage, config=_process_config(source), authorize_virtual_chunk_access=credentials)
+    check_store(store, must_exist=not writable)  # raises for a location that must not be created
     repo = icechunk.Repository.create(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials, check_clean_root=False)
     return repo.reopen(config=_process_config(source), authorize_virtual_chunk_access=credentials)
 

@@ -161,8 +161,9 @@ def state_cache_path(store: Location) -> Location:
     return store.join("index", "store-state.json")
 
 
-def load_store_state(repo: icechunk.Repository, store: Location | None = None) -> StoreStateRead:
-    """The state of every partition at the branch head; with `store`, through the snapshot-keyed file."""
+def load_store_state(repo: icechunk.Repository, store: Location | None = None, save: bool = True) -> StoreStateRead:
+    """The state of every partition at the branch head; with `store`, through the snapshot-keyed file
+    (brought to the head unless not `save`: read-only commands write nothing)."""
     head = repo.lookup_branch(BRANCH)
     session_store = repo.readonly_session(snapshot_id=head).store
     cached = _load_cache(store) if store is not None else None
@@ -184,14 +185,14 @@ def load_store_state(repo: icechunk.Repository, store: Location | None = None) -
     if result is None:
         by_path = _read_all(repo, head)
         result = StoreStateRead(head, by_path, "full", len(by_path), {p: _entry(*v) for p, v in by_path.items()})
-    if store is not None and result.how != "cached":
+    if save and store is not None and result.how != "cached":
         _save_cache(store, result)
     return result
 
 
-def read_store_state(repo: icechunk.Repository, store: Location | None = None) -> dict[str, PartitionState]:
+def read_store_state(repo: icechunk.Repository, store: Location | None = None, save: bool = True) -> dict[str, PartitionState]:
     """`PartitionState` of every partition the store holds at the branch head, by partition key."""
-    return load_store_state(repo, store).states
+    return load_store_state(repo, store, save).states
 
 
 def _entry(key: PartitionKey, state: PartitionState) -> dict:

@@ -32,31 +32,66 @@ def assert_config_error(proc, *named):
 @pytest.mark.parametrize(
     "source, named",
     [
-        ("s3://bucket/archive", ["ISMIP6_SOURCE_URL", "unknown scheme 's3'"]),
-        ("gs://", ["ISMIP6_SOURCE_URL", "lacks a bucket"]),
-        ("file://host/path", ["ISMIP6_SOURCE_URL", "file:///"]),
-        ("   ", ["ISMIP6_SOURCE_URL", "empty"]),
+        ("s3://bucket/archive", ["unknown scheme 's3'"]),
+        ("gs://", ["lacks a bucket"]),
+        ("file://host/path", ["file:///"]),
+        ("", ["empty"]),
+        ("   ", ["empty"]),
     ],
 )
-def test_invalid_source_urls(source, named, tmp_path):
-    assert_config_error(ismip6("run", "--source", source, "--store", str(tmp_path / "store")), *named)
+@pytest.mark.parametrize("given_by", ["--source", "ISMIP6_SOURCE_URL"])
+def test_invalid_source_urls_name_where_the_value_came_from(source, named, given_by, tmp_path):
+    """An empty value is an error, never the sample archive; the flag's error names the flag."""
+    other = "--source" if given_by == "ISMIP6_SOURCE_URL" else "ISMIP6_SOURCE_URL"
+    if given_by == "--source":
+        proc = ismip6("run", "--source", source, "--store", str(tmp_path / "store"), env={"ISMIP6_SOURCE_URL": str(tmp_path / "elsewhere")})
+    else:
+        proc = ismip6("run", "--store", str(tmp_path / "store"), env={"ISMIP6_SOURCE_URL": source})
+    assert_config_error(proc, given_by, *named)
+    assert other not in proc.stderr
     assert not (tmp_path / "store").exists()
+    assert "wrote" not in proc.stdout and "source " not in proc.stdout  # no sample archive, no work
 
 
 def test_source_without_projection_folder(tmp_path):
     (tmp_path / "src" / "Projection-GIS").mkdir(parents=True)
     proc = ismip6("run", "--source", str(tmp_path / "src"), "--store", str(tmp_path / "store"))
-    assert_config_error(proc, "ISMIP6_SOURCE_URL", "no Projection-AIS/ folder")
+    assert_config_error(proc, "--source", "no Projection-AIS/ folder")
     assert not (tmp_path / "store").exists()
+    proc = ismip6("run", "--store", str(tmp_path / "store"), env={"ISMIP6_SOURCE_URL": str(tmp_path / "src")})
+    assert_config_error(proc, "ISMIP6_SOURCE_URL=", "no Projection-AIS/ folder")
 
 
 def test_store_pointing_at_a_folder_that_is_not_icechunk(archive_dir, tmp_path):
     store = tmp_path / "not-a-store"
     store.mkdir()
     (store / "thesis.tex").write_text("precious")
-    proc = ismip6("run", "--source", str(archive_dir), "--store", str(store))
-    assert_config_error(proc, "ISMIP6_STORE_URL", "not an Icechunk repository")
-    assert sorted(p.name for p in store.iterdir()) == ["thesis.tex"]  # nothing written there
+    for command in ("run", "reconcile"):
+        proc = ismip6(command, "--source", str(archive_dir), "--store", str(store))
+        assert_config_error(proc, "--store=", "not an Icechunk repository" if command == "run" else "no Icechunk repository there")
+        assert sorted(p.name for p in store.iterdir()) == ["thesis.tex"]  # nothing written there
+
+
+@pytest.mark.parametrize("below", [False, True])
+@pytest.mark.parametrize("command", ["run", "reconcile"])
+def test_store_pointing_at_a_plain_file_is_one_line(command, below, archive_dir, tmp_path):
+    plain = tmp_path / "notes.txt"
+    plain.write_text("precious")
+    store = plain / "store" if below else plain
+    proc = ismip6(command, "--source", str(archive_dir), "--store", str(store))
+    assert_config_error(proc, f"--store=file://{store}", f"{plain} is a file, not a folder")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = ismip6(command, "--source", str(archive_dir), env={"ISMIP6_STORE_URL": str(store)})
+    assert_config_error(proc, "ISMIP6_STORE_URL=", "is a file, not a folder")
+    assert plain.read_text() == "precious"
+
+
+def test_reconcile_refuses_a_store_that_is_not_there_and_creates_nothing(archive_dir, tmp_path):
+    typo = tmp_path / "stroe"
+    proc = ismip6("reconcile", "--source", str(archive_dir), "--store", str(typo))
+    assert_config_error(proc, f"--store=file://{typo}", "no Icechunk repository there")
+    assert not typo.exists()
+    assert proc.stdout == ""  # no partition reported missing
 
 
 @pytest.mark.parametrize("content", [None, "{not json", json.dumps(["no", "type"])])
@@ -96,3 +131,67 @@ def test_hostile_folder_names_are_reported_not_indexed(archive_dir, folder):
     assert len(hostile) == 1, listing.ignored
     assert not listing.rows["url"].str.contains("lithk_AIS_X_PISM1").any()
     assert all(k.count("/") == 2 for k in listing.partitions)
+
+
+BAD_SETTINGS = [
+    ("ISMIP6_WRITER_WAIT_SECONDS", "soon"),
+    ("ISMIP6_WRITER_WAIT_SECONDS", "-1"),
+    ("ISMIP6_PARTITION_WORKERS", "two"),
+    ("ISMIP6_PARTITION_WORKERS", "0"),
+    ("ISMIP6_EXECUTOR", "gpu"),
+    ("ISMIP6_EXECUTOR", "threads:0"),
+    ("ISMIP6_SNAPSHOT_CACHE_NODES", "lots"),
+    ("ISMIP6_SNAPSHOT_RETENTION_DAYS", "a week"),
+    ("ISMIP6_SKIP_LIST", "/no/such/skip_list.txt"),
+    ("ISMIP6_STORE_URL", "ftp://host/x"),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_every_bad_setting_is_one_line_naming_it_before_any_work(name, value, archive_dir, tmp_path):
+    env = {"ISMIP6_SOURCE_URL": str(archive_dir), "ISMIP6_STORE_URL": str(tmp_path / "store"), name: value}
+    for command in ("run", "reconcile"):
+        proc = ismip6(command, env=env)
+        assert_config_error(proc, f"{name}={value!r}")
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stdout == ""  # nothing started: not even the source/store banner
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("name", ["ISMIP6_EXECUTOR", "ISMIP6_PARTITION_WORKERS", "ISMIP6_WRITER_WAIT_SECONDS", "ISMIP6_SKIP_LIST"])
+def test_a_setting_set_to_nothing_is_an_error_not_the_default(name, archive_dir, tmp_path):
+    proc = ismip6("reconcile", "--source", str(archive_dir), "--store", str(tmp_path / "store"), env={name: ""})
+    assert_config_error(proc, f"{name} is set but empty")
+
+
+def test_settings_are_read_once_and_checked_in_one_place(monkeypatch):
+    """No module but settings.py reads the environment (writing gcsfs's own switch is allowed)."""
+    package = Path(__file__).resolve().parents[1] / "ismip6_assets"
+    readers = [
+        f"{path.relative_to(package)}:{n}"
+        for path in package.rglob("*.py")
+        if path.name != "settings.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if ("os.environ" in line or "getenv" in line) and "os.environ.setdefault(\"GCSFS_" not in line
+    ]
+    assert readers == []
+    from ismip6_assets.settings import current, load_settings
+
+    monkeypatch.setenv("ISMIP6_PARTITION_WORKERS", "3")
+    monkeypatch.setenv("ISMIP6_WRITER_WAIT_SECONDS", "2.5")
+    settings = current()
+    assert (settings.partition_workers, settings.writer_wait_seconds) == (3, 2.5)
+    assert current() is settings  # built once for this environment
+    with pytest.raises(ConfigError, match=r"ISMIP6_PARTITION_WORKERS='3x'"):
+        load_settings(environ={"ISMIP6_PARTITION_WORKERS": "3x"})
+
+
+def test_dagster_fails_loading_the_definitions_with_the_same_line(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ISMIP6_SOURCE_URL": str(tmp_path / "src"), "ISMIP6_STORE_URL": str(tmp_path / "store"),
+           "ISMIP6_WRITER_WAIT_SECONDS": "forever"}
+    dagster = Path(sys.executable).with_name("dagster")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode != 0
+    assert "ISMIP6_WRITER_WAIT_SECONDS='forever': give a number of seconds" in proc.stdout + proc.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "src").exists()

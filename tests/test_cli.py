@@ -48,9 +48,9 @@ def test_sample_archive_command_writes_netcdf(tmp_path):
 @pytest.mark.parametrize(
     "args, named",
     [
-        (["--source", "s3://bucket/x"], "ISMIP6_SOURCE_URL"),
-        (["--store", "ftp://host/x"], "ISMIP6_STORE_URL"),
-        (["--source", "gs://"], "ISMIP6_SOURCE_URL"),
+        (["--source", "s3://bucket/x"], "--source='s3://bucket/x'"),
+        (["--store", "ftp://host/x"], "--store='ftp://host/x'"),
+        (["--source", "gs://"], "--source='gs://'"),
     ],
 )
 def test_bad_settings_fail_before_any_work_naming_the_setting(args, named, tmp_path):
@@ -65,3 +65,39 @@ def test_a_bad_snapshot_cache_size_fails_before_any_work(value, archive_dir, tmp
     assert proc.returncode == 2
     assert f"ISMIP6_SNAPSHOT_CACHE_NODES={value!r}" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "st").exists()
+
+
+def _one_partition(archive_dir, keep="AWI/PISM1/exp05"):
+    """The sample archive cut to one partition: a CLI run then takes seconds."""
+    import shutil
+
+    for folder in (archive_dir / "Projection-AIS").glob("*/*/*"):
+        if folder.relative_to(archive_dir / "Projection-AIS").as_posix() != keep:
+            shutil.rmtree(folder)
+    return archive_dir / "Projection-AIS" / keep
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_run_names_each_failed_file_and_reconcile_writes_nothing(archive_dir, store_dir, tmp_path):
+    folder = _one_partition(archive_dir)
+    bad = folder / "orog_AIS_AWI_PISM1_exp05.nc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # truncated HDF5
+    proc = run("run", "--source", str(archive_dir), "--store", str(store_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    failed = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("failed:")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: file://{bad} (") and len(failed[0]) > len(f"failed: file://{bad} ()"), proc.stdout
+    again = run("run", "--source", str(archive_dir), "--store", str(store_dir))  # no run: the failure is still named
+    assert "no run" in again.stdout and f"failed: file://{bad} (" in again.stdout, again.stdout
+
+    # Read-only: no state file, no repository config, nothing else written; also from another
+    # source path, which a writer would add to the repository's config as a new container.
+    (store_dir / "index" / "store-state.json").unlink()
+    moved = tmp_path / "moved-archive"
+    archive_dir.rename(moved)
+    before = _tree(store_dir)
+    proc = run("reconcile", "--source", str(moved), "--store", str(store_dir))
+    assert proc.returncode == 1 and "stale" in proc.stdout, proc.stdout + proc.stderr  # the urls moved with the folder
+    assert _tree(store_dir) == before
