@@ -47,3 +47,55 @@ def test_one_pass_reconcile_agrees_with_the_per_partition_diff(archive, archive_
         _, single = partition_diff(source, store, PartitionKey.parse(diff.partition))
         assert diff.counts() == single.counts() and diff.status == single.status, diff.partition
     assert {d.partition: d.status for d in diffs if d.status != "OK"} == {"DOE/MALI/expA1": "ERROR"}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_partition_is_retried_once_and_lands(archive_dir, store_dir, tmp_path):
+    """A worker SIGKILLed after writing a partition's groups, before its commit (a native crash):
+    the partition is run again, once, in a fresh pool, and lands with one commit; the store then
+    holds every partition exactly as the source."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dagster as dg
+    import numpy as np
+    import xarray as xr
+
+    import shutil
+
+    for folder in (archive_dir / "Projection-AIS").glob("*/*/*"):  # two partitions: one per worker
+        if folder.relative_to(archive_dir / "Projection-AIS").as_posix() not in ("AWI/PISM1/exp05", "DOE/MALI/expA1"):
+            shutil.rmtree(folder)
+    home, marker = tmp_path / "dagster_home", tmp_path / "killed"
+    home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.support.worker_kill_driver", str(archive_dir), str(store_dir), str(home), str(marker)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,  # before the fix: the pool waited forever
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    outcomes = {o["partition"]: o for o in map(json.loads, proc.stdout.strip().splitlines())}
+    assert marker.exists(), "no worker was killed"
+    victim = marker.read_text()  # INST_MODEL/EXP
+    victim_key = next(k for k in outcomes if PartitionKey.parse(k).group == victim)
+    assert {o["status"] for o in outcomes.values()} == {"OK"}, outcomes
+    assert outcomes[victim_key]["written"] > 0
+
+    # Retried once: the killed run (left STARTED: its process is gone) and one that succeeded.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") == victim_key]
+    assert sorted(r.status.value for r in runs) == ["STARTED", "SUCCESS"], [r.status for r in runs]
+
+    repo = open_plain_repo(store_dir, archive_dir)
+    commits = [s.metadata["partition"] for s in repo.ancestry(branch="main") if (s.metadata or {}).get("partition")]
+    assert sorted(commits) == sorted(outcomes)  # one commit each, the victim's included, nothing of the killed run
+    source = parse_location(str(archive_dir), "source")
+    diffs = plan_archive(source, parse_location(str(store_dir), "store"), read_only=True)
+    assert {d.status for d in diffs.values()} == {"OK"}, {k: d.counts() for k, d in diffs.items()}
+    key = PartitionKey.parse(victim_key)
+    for path in (archive_dir / "Projection-AIS" / victim_key).glob("*.nc"):
+        variable = path.name.split("_AIS_")[0]
+        stored = xr.open_zarr(repo.readonly_session("main").store, group=key.variable_group(variable), consolidated=False)
+        with xr.open_dataset(path) as original:
+            np.testing.assert_array_equal(stored[variable].values, original[variable].values)
