@@ -86,6 +86,13 @@ def test_every_fix_checks_ok_and_a_wrong_offset_is_found(fix, quirk_archive, tmp
     assert bad.metadata["stale"].value == 0 and bad.metadata["bad_refs"].value == 1
     assert f"{group}/{variable}" in bad.metadata["findings"].value
 
+    # A source truncated in place (its mtime put back) is ERROR too: the refs past its new end.
+    before = path.stat()
+    path.write_bytes(path.read_bytes()[: before.st_size // 2])
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    truncated = check(archive, instance, partition, deep="always")
+    assert not truncated.passed and truncated.severity == dg.AssetCheckSeverity.ERROR
+
 
 def _big_partition(root, n_files: int) -> str:
     """One partition of ``n_files`` variables (the real archive's partitions hold ~23)."""
