@@ -89,12 +89,21 @@ def render_coordinates(loadable: xr.Dataset) -> dict[str, bytes]:
     return rendered
 
 
-def _array_document(var: xr.Variable) -> bytes:
-    """A virtual variable's ``zarr.json``: what VirtualiZarr's ``require_array`` + ``update_attributes`` write."""
+def array_metadata(var: xr.Variable):
+    """A virtual variable's zarr metadata as VirtualiZarr's ``require_array`` + ``update_attributes``
+    write it: the `ManifestArray`'s metadata with the variable's dimension names and encoded attributes."""
     ma: ManifestArray = var.data
     attributes = _encoded(var.attrs) | {k: encode_zarr_attr_value(v) for k, v in var.encoding.items() if k in ENCODING_KEYS}
-    metadata = dataclasses.replace(ma.metadata, attributes=attributes, dimension_names=tuple(var.dims))
+    return dataclasses.replace(ma.metadata, attributes=attributes, dimension_names=tuple(var.dims))
+
+
+def metadata_document(metadata) -> bytes:
     return metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+
+
+def _array_document(var: xr.Variable) -> bytes:
+    """A virtual variable's ``zarr.json``."""
+    return metadata_document(array_metadata(var))
 
 
 def can_render(vds: xr.Dataset) -> bool:
@@ -135,6 +144,13 @@ def write_groups(store, datasets: list[tuple[xr.Dataset, str]]) -> None:
             batch.append(render_group(vds, group))
         else:
             vds.vz.to_icechunk(store, group=group)
+    store_rendered(store, batch)
+
+
+def store_rendered(store, batch: list[RenderedGroup]) -> None:
+    """Store rendered groups in one ``asyncio.gather`` per level, then their virtual references.
+
+    The references must point into the session's virtual chunk containers (`write_groups` checks)."""
     # A node's parent must exist before the node, and an array before its chunks.
     sync(_set_all(store, {k: v for r in batch for k, v in r.groups.items()}))
     sync(_set_all(store, {k: v for r in batch for k, v in r.arrays.items()}))

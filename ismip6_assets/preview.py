@@ -156,13 +156,15 @@ def is_synthetic(ds: xr.Dataset) -> bool:
     return any("synthetic" in str(ds.attrs.get(k, "")).lower() for k in ("source", "title", "comment"))
 
 
-def open_snippet(store: Location, source: Location, group: str, variable: str) -> str:
+def open_snippet(store: Location, source: Location, group: str, variable: str, selection: str = "isel(time=0)") -> str:
     """Python a person can paste as is to open `group` of this store with icechunk and xarray.
 
-    Holds locations only, never credentials: GCS reads use the reader's own environment.
+    It prints the mean of ``ds[variable].{selection}`` (e.g. ``sel(year=2100)`` for a view; empty:
+    the whole variable). Holds locations only, never credentials: GCS reads use the reader's own environment.
     """
     storage, credentials = store.storage_code(), source.chunk_credentials_code()
     # One argument a line (at most 72 columns but paths): the UI shows metadata code in a narrow pane and clips long lines.
+    selection = f".{selection}" if selection else ""
     return redact(
         "import icechunk\n"
         "import xarray as xr\n"
@@ -179,7 +181,7 @@ def open_snippet(store: Location, source: Location, group: str, variable: str) -
         f"    group={group!r},\n"
         "    consolidated=False,\n"
         ")\n"
-        f"print(ds[{variable!r}])\n"
+        "print(ds)\n"
         "# reads chunks through the store's virtual references:\n"
-        f"print(ds[{variable!r}].isel(time=0).mean().values)\n"
+        f"print(ds[{variable!r}]{selection}.mean().values)\n"
     )

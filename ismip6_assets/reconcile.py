@@ -14,10 +14,12 @@
   the file is treated like any other, and the entry is reported so someone removes it (WARN)
 - partition_gone: the store holds the partition, its archive folder is gone (its groups go next run)
 - no_files: nothing listed and nothing stored; the check fails because it compared nothing
+- view (``missing`` / ``stale``): the partition's view (views.py) is absent, or was built from other
+  groups than the store holds (or the partition holds none); the next commit rebuilds it
 
-ERROR when the store is *behind* (missing, extra, stale, partition_gone), on duplicates, or when
-nothing was compared; WARN when only failures (or stale skip-list entries) remain: a run cannot fix
-those until the file's fingerprint changes (or the entry goes).
+ERROR when the store is *behind* (missing, extra, stale, partition_gone, view), on duplicates, or
+when nothing was compared; WARN when only failures (or stale skip-list entries) remain: a run cannot
+fix those until the file's fingerprint changes (or the entry goes).
 
 `refresh_requests` turns the same answer, for every partition at once, into the runs a sensor asks
 for: only partitions the store is behind on, each under a run key that names the archive and store
@@ -37,8 +39,13 @@ from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import PartitionState, read_partition_state
+from ismip6_assets.views import view_group
 
 ERROR_CATEGORIES = ("missing", "extra", "stale")
+VIEW_REASONS = {
+    "missing": "the partition's view is not in the store; the next run writes it",
+    "stale": "the view was built from other groups than the store holds; the next run rebuilds it",
+}
 
 
 @dataclass
@@ -54,12 +61,13 @@ class StoreDiff:
     ok: list[str] = field(default_factory=list)  # urls
     indexed: int = 0
     partition_gone: bool = False  # the store holds the partition but the archive folder is gone
+    view: str = ""  # "missing" | "stale" | "" (current, or none needed)
     groups: dict[str, str] = field(default_factory=dict)  # url or variable -> store group, for reports
 
     @property
     def behind(self) -> bool:
-        """A run would change the store: something to write, replace or remove."""
-        return self.partition_gone or any(getattr(self, c) for c in ERROR_CATEGORIES)
+        """A run would change the store: something to write, replace or remove, or the view to rebuild."""
+        return self.partition_gone or bool(self.view) or any(getattr(self, c) for c in ERROR_CATEGORIES)
 
     @property
     def status(self) -> str:
@@ -75,7 +83,8 @@ class StoreDiff:
 
     def counts(self) -> dict[str, int]:
         return {c: len(getattr(self, c)) for c in ("missing", "extra", "stale", "failed", "skipped", "duplicate", "stale_skip_entries", "ok")} | {
-            "indexed": self.indexed
+            "indexed": self.indexed,
+            "view_behind": int(bool(self.view)),
         }
 
     def rows(self) -> list[dict]:
@@ -92,6 +101,9 @@ class StoreDiff:
              "reason": f"skip-list entry '{entry}' no longer matches the file: it is stored now; remove the entry"}
             for u, entry in self.stale_skip_entries.items()
         ]
+        if self.view:
+            view = view_group(PartitionKey.parse(self.partition))
+            out.append({"category": f"view_{self.view}", "item": view, "group": view, "reason": VIEW_REASONS[self.view]})
         if self.partition_gone:
             out.insert(0, {"category": "partition_gone", "item": self.partition, "reason": "archive folder gone; the next run removes its groups"})
         elif self.indexed == 0:
@@ -137,7 +149,19 @@ def store_diff(partition: PartitionKey, rows: pd.DataFrame, state: PartitionStat
             diff.missing.append(url)
     diff.extra += sorted(v for v in state.groups if v not in indexed_variables)
     diff.groups |= {v: state.groups[v].group if v in state.groups else partition.variable_group(v) for v in diff.extra}
+    if not diff.partition_gone:
+        diff.view = view_status(state)
     return diff
+
+
+def view_status(state: PartitionState) -> str:
+    """``missing``/``stale`` when the view does not hold exactly the stored groups; ``""`` otherwise.
+
+    A partition with groups needs a view; one without (every file failed) needs none."""
+    built_from = {v: g.fingerprint for v, g in state.groups.items()}
+    if state.view_sources is None:
+        return "missing" if built_from else ""
+    return "" if built_from and state.view_sources == built_from else "stale"
 
 
 def partition_diff(source: Location, store: Location, partition: PartitionKey, repo=None) -> tuple[pd.DataFrame, StoreDiff]:
@@ -167,6 +191,7 @@ class CommitPlan:
     remove: list[str]  # variables
     failures: list  # FailureRecord | dict, all current failures of the partition
     remove_partition: bool = False
+    rebuild_view: bool = False  # the stored view is missing or stale (a commit that changes a group rebuilds it anyway)
 
 
 def rows_to_virtualize(rows: pd.DataFrame, diff: StoreDiff) -> pd.DataFrame:
@@ -190,7 +215,10 @@ def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
     stale = set(diff.stale)
     broken = [f.variable for f in new_failures if f.url in stale and f.variable]
     return CommitPlan(
-        write=[f for f in files if f.url in wanted], remove=diff.extra + broken, failures=kept + list(new_failures)
+        write=[f for f in files if f.url in wanted],
+        remove=diff.extra + broken,
+        failures=kept + list(new_failures),
+        rebuild_view=bool(diff.view),
     )
 
 
@@ -217,11 +245,12 @@ def archive_digest(rows: pd.DataFrame) -> str:
 
 
 def store_digest(state: PartitionState) -> str:
-    """Changes iff a commit touched the partition's groups or failure records."""
+    """Changes iff a commit touched the partition's groups, view or failure records."""
     if not state.exists:
         return "absent"
     groups = [f"{g.variable} {g.url} {g.fingerprint}" for g in state.groups.values()]
-    return _digest(groups + [f"failed {f['url']} {f.get('fingerprint')}" for f in state.failures])
+    view = [f"view {v} {fp}" for v, fp in (state.view_sources or {}).items()] if state.view_sources is not None else ["no view"]
+    return _digest(groups + view + [f"failed {f['url']} {f.get('fingerprint')}" for f in state.failures])
 
 
 @dataclass

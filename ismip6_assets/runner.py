@@ -153,9 +153,9 @@ def _root_message(error) -> str:
 
 def _findings(metadata) -> list[dict]:
     # Failed files are listed one by one from the commit's failure table (`_failed_files`).
-    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "skipped", "duplicate", "stale_skip_entries", "bad_refs")}
+    counts = {k: v.value for k, v in metadata.items() if k in ("missing", "extra", "stale", "view_behind", "skipped", "duplicate", "stale_skip_entries", "bad_refs")}
     findings = [{"category": k, "item": str(n)} for k, n in counts.items() if n]
-    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "duplicate", "stale_skip_entries"))):
+    if "findings" in metadata and (counts.get("bad_refs") or any(counts.get(k) for k in ("missing", "extra", "stale", "view_behind", "duplicate", "stale_skip_entries"))):
         findings.append({"category": "details", "item": str(metadata["findings"].value)})
     return findings
 

@@ -22,6 +22,8 @@ from ismip6_assets.group_writer import write_groups
 from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.settings import STORE_ENV, current
+from ismip6_assets.view_writer import write_view
+from ismip6_assets.views import VIEW_NAME
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
 
 # Handled by design, so silenced: the local-filesystem warning (one writer on local storage: the
@@ -174,12 +176,15 @@ def _open_repository(store: Location, source: Location, writable: bool) -> icech
     return repo.reopen(config=_process_config(source), authorize_virtual_chunk_access=credentials)
 
 
-def commit_message(partition: PartitionKey, written: list[str], removed: list[str]) -> str:
+def commit_message(partition: PartitionKey, written: list[str], removed: list[str], view=None) -> str:
     parts = []
     if written:
         parts.append(f"Added {len(written)} datasets: {', '.join(written)}")
     if removed:
         parts.append(f"Removed {len(removed)} datasets: {', '.join(removed)}")
+    if view is not None:
+        years = f", years {view.years[0]}-{view.years[-1]}" if len(view.years) else ""
+        parts.append(f"view {len(view.fields)} variables{years}")
     return "; ".join(parts) or f"Updated failure records of {partition.group}"
 
 
@@ -193,6 +198,7 @@ def commit_partition(
     remove: list[str],
     failures: list[FailureRecord],
     remove_partition: bool = False,
+    rebuild_view: bool = False,
 ) -> tuple[str | None, str]:
     """`_commit_once`, redone on the new branch head when a concurrent commit cannot be rebased.
 
@@ -203,7 +209,7 @@ def commit_partition(
     """
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
-            return _commit_once(repo, partition, write, remove, failures, remove_partition)
+            return _commit_once(repo, partition, write, remove, failures, remove_partition, rebuild_view)
         except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
             if attempt == COMMIT_ATTEMPTS:
                 raise RuntimeError(f"{partition}: commit conflicted {attempt} times with concurrent writers: {exc}") from exc
@@ -218,11 +224,14 @@ def _commit_once(
     remove: list[str],
     failures: list[FailureRecord],
     remove_partition: bool = False,
+    rebuild_view: bool = False,
 ) -> tuple[str | None, str]:
-    """Write, replace and remove a partition's groups in one commit; return (snapshot id, message).
+    """Write, replace and remove a partition's groups and rebuild its view, in one commit; return
+    (snapshot id, message).
 
-    Nothing is visible on the branch until the commit lands, so a crash leaves the last commit intact.
-    Returns (None, message) when there was nothing to change.
+    The view (views.py) is rebuilt whenever a group changes, or when `rebuild_view` says the stored
+    one is missing or stale. Nothing is visible on the branch until the commit lands, so a crash
+    leaves the last commit intact. Returns (None, message) when there was nothing to change.
     """
     session = repo.writable_session(BRANCH)
     root = zarr.open_group(session.store, mode="a", zarr_format=3)
@@ -236,22 +245,27 @@ def _commit_once(
         return session.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20), message
     exp = root.require_group(partition.group)
     exp.attrs.update(institution=partition.institution, model_name=partition.model, experiment=partition.experiment)
-    for variable in remove:
-        if variable in exp:
-            del exp[variable]
+    removed = [variable for variable in remove if variable in exp]
+    for variable in removed:
+        del exp[variable]
     for vf in write:
         if vf.variable in exp:
             del exp[vf.variable]
+    rebuild_view = rebuild_view or bool(write) or bool(removed)
+    if rebuild_view and VIEW_NAME in exp:
+        del exp[VIEW_NAME]
     write_groups(session.store, [(vf.dataset, vf.group) for vf in write])
+    view = write_view(session.store, partition, write) if rebuild_view else None
     new_failures = json.dumps([f.to_dict() for f in failures], sort_keys=True)
     if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
         exp.attrs[FAILURES_ATTR] = new_failures
     if not session.has_uncommitted_changes:
         return None, ""
-    message = commit_message(partition, [vf.group for vf in write], [partition.variable_group(v) for v in remove])
+    message = commit_message(partition, [vf.group for vf in write], [partition.variable_group(v) for v in remove], view)
     snapshot = session.commit(
         message,
-        metadata={"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures)},
+        metadata={"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures),
+                  "view_variables": len(view.fields) if view else 0},
         rebase_with=icechunk.ConflictDetector(),
         rebase_tries=20,
     )

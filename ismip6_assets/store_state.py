@@ -1,8 +1,9 @@
 """What the store holds, read from the store itself: per partition, and for the whole store.
 
-Each variable group records the source URL and fingerprint it was built from and each experiment
-group its partition's names and current failures (store.py writes them in the partition's commit),
-so the state of a partition is a few group documents, and the state of the store all of them.
+Each variable group records the source URL and fingerprint it was built from, each experiment
+group its partition's names and current failures, and each view the fingerprints of the groups it
+was built from (store.py writes them in the partition's commit), so the state of a partition is a
+few group documents, and the state of the store all of them.
 
 Reading all of them costs ~4 s on the full-shape store (10,034 groups; bench/throughput.py), and
 the runner, the sensor and ``ismip6 reconcile`` each need the whole store. A snapshot never
@@ -30,9 +31,10 @@ from zarr.core.sync import sync
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import BRANCH, FAILURES_ATTR
+from ismip6_assets.views import SOURCES_ATTR, VIEW_NAME
 from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR
 
-STATE_CACHE_VERSION = 1
+STATE_CACHE_VERSION = 2  # 2: the view's sources
 # Beyond this many changed partitions (8, or a tenth of the store), one concurrent full read beats
 # reading them one by one (~20 ms each).
 INCREMENTAL_MAX_SHARE = 0.1
@@ -54,6 +56,8 @@ class PartitionState:
     groups: dict[str, StoredGroup] = field(default_factory=dict)  # by variable
     failures: list[dict] = field(default_factory=list)
     exists: bool = False
+    # The view's record of what it was built from (variable -> fingerprint); None: no view stored.
+    view_sources: dict[str, str] | None = None
 
 
 def _open_group(store, path: str):
@@ -82,8 +86,16 @@ def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
 def _state_of(partition: PartitionKey, exp: zarr.Group) -> PartitionState:
     state = _partition_state(exp.attrs)
     for name, group in exp.groups():
-        state.groups[name] = _stored_group(partition, name, group.attrs)
+        _add_child(state, partition, name, group.attrs)
     return state
+
+
+def _add_child(state: PartitionState, partition: PartitionKey, name: str, attrs) -> None:
+    """A child group of an experiment group: its view, or a variable group."""
+    if name == VIEW_NAME:
+        state.view_sources = {str(k): str(v) for k, v in dict(attrs.get(SOURCES_ATTR, {})).items()}
+    else:
+        state.groups[name] = _stored_group(partition, name, attrs)
 
 
 def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | None:
@@ -122,7 +134,7 @@ def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[Partition
         parent, _, name = path.rpartition("/")
         if path.count("/") == 2 and parent in by_path:
             key, state = by_path[parent]
-            state.groups[name] = _stored_group(key, name, attrs[path])
+            _add_child(state, key, name, attrs[path])
     return by_path
 
 
@@ -196,7 +208,8 @@ def read_store_state(repo: icechunk.Repository, store: Location | None = None, s
 
 
 def _entry(key: PartitionKey, state: PartitionState) -> dict:
-    return {"key": str(key), "failures": state.failures, "groups": {v: [g.url, g.fingerprint] for v, g in state.groups.items()}}
+    groups = {v: [g.url, g.fingerprint] for v, g in state.groups.items()}
+    return {"key": str(key), "failures": state.failures, "groups": groups, "view": state.view_sources}
 
 
 def _from_json(doc: dict) -> StoreStateRead:
@@ -204,7 +217,8 @@ def _from_json(doc: dict) -> StoreStateRead:
     for path, entry in doc["partitions"].items():
         key = PartitionKey.parse(entry["key"])
         groups = {v: StoredGroup(v, key.variable_group(v), url, fp) for v, (url, fp) in entry["groups"].items()}
-        by_path[path] = (key, PartitionState(groups=groups, failures=list(entry["failures"]), exists=True))
+        view = entry["view"]
+        by_path[path] = (key, PartitionState(groups=groups, failures=list(entry["failures"]), exists=True, view_sources=None if view is None else dict(view)))
     return StoreStateRead(str(doc["snapshot"]), by_path, "cached", entries=doc["partitions"])
 
 

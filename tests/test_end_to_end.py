@@ -86,7 +86,7 @@ def test_corrupt_file_is_a_failure_record_and_the_rest_is_committed(archive, arc
     assert records[0]["error"] and "\n" not in records[0]["error"]
     repo = open_plain_repo(store_dir, archive_dir)
     groups = set(zarr.open_group(repo.readonly_session("main").store, path="AWI_PISM1/exp05", mode="r").group_keys())
-    assert groups == {"lithk", "acabf", "lim"}
+    assert groups == {"lithk", "acabf", "lim", "_view"}
     assert any(f["category"] == "failed" for f in outcome.findings)
 
 

@@ -27,9 +27,13 @@ def rows(files: dict[PartitionKey, dict[str, str]], skipped: tuple[str, ...] = (
     return pd.DataFrame(out, columns=INDEX_COLUMNS)
 
 
-def state(key: PartitionKey, groups: dict[str, str], failures: list[dict] = ()) -> PartitionState:
+def state(key: PartitionKey, groups: dict[str, str], failures: list[dict] = (), view: dict[str, str] | None | str = "current") -> PartitionState:
+    """A stored partition; its view built from exactly its groups unless `view` says otherwise."""
     return PartitionState(
-        groups={v: StoredGroup(v, key.variable_group(v), url(key, v), fp) for v, fp in groups.items()}, failures=list(failures), exists=True
+        groups={v: StoredGroup(v, key.variable_group(v), url(key, v), fp) for v, fp in groups.items()},
+        failures=list(failures),
+        exists=True,
+        view_sources=(dict(groups) if groups else None) if view == "current" else view,
     )
 
 
@@ -124,3 +128,32 @@ def test_a_run_that_left_the_store_behind_is_retried_under_a_new_key_a_bounded_n
     (retry,), cursor = refresh_requests(index, {}, cursor, run_finished=finished)
     assert retry.run_key == request.run_key + "#3"
     assert refresh_requests(index, {}, cursor, run_finished=finished)[0] == []  # max_attempts reached
+
+
+def test_a_missing_or_stale_view_is_error_and_the_next_commit_rebuilds_it():
+    index = rows({KEY: {"lithk": "f1", "orog": "f2"}})
+    current = store_diff(KEY, index, state(KEY, {"lithk": "f1", "orog": "f2"}))
+    assert current.view == "" and current.status == "OK" and not current.behind
+
+    missing = store_diff(KEY, index, state(KEY, {"lithk": "f1", "orog": "f2"}, view=None))
+    # Built from an older lithk, or from a group since lost by hand: both are stale.
+    older = store_diff(KEY, index, state(KEY, {"lithk": "f1", "orog": "f2"}, view={"lithk": "f0", "orog": "f2"}))
+    lost = store_diff(KEY, index, state(KEY, {"lithk": "f1"}, view={"lithk": "f1", "orog": "f2"}))
+    for diff, category in ((missing, "view_missing"), (older, "view_stale"), (lost, "view_stale")):
+        assert diff.status == "ERROR" and diff.behind and diff.counts()["view_behind"] == 1
+        row = next(r for r in diff.rows() if r["category"] == category)
+        assert row["item"] == "AWI_PISM1/exp05/_view" and "next run" in row["reason"]
+        assert commit_plan(diff, [], []).rebuild_view
+    assert not commit_plan(current, [], []).rebuild_view
+    # The sensor asks again once the view changed: the run key carries the view's state.
+    assert refresh_requests(index, {str(KEY): state(KEY, {"lithk": "f1", "orog": "f2"}, view=None)}, {})[0][0].partition == str(KEY)
+
+
+def test_a_partition_without_groups_needs_no_view_and_loses_one_it_has():
+    failure = {"url": url(KEY, "lim"), "fingerprint": "f4", "error": "bad"}
+    assert store_diff(KEY, rows({KEY: {"lim": "f4"}}), state(KEY, {}, [failure])).view == ""
+    left_over = store_diff(KEY, rows({KEY: {"lim": "f4"}}), state(KEY, {}, [failure], view={"lithk": "f1"}))
+    assert left_over.view == "stale" and left_over.status == "ERROR"
+    # A partition whose folder is gone is removed whole, view included: no separate view finding.
+    gone = store_diff(KEY, rows({}), state(KEY, {"lithk": "f1"}))
+    assert gone.partition_gone and gone.view == "" and commit_plan(gone, [], []).remove_partition

@@ -1,15 +1,16 @@
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.assets.metadata import failure_table, group_list, preview_markdown, snippet
+from ismip6_assets.assets.metadata import failure_table, group_list, open_code, preview_markdown, snippet, view_metadata
 from ismip6_assets.failures import write_failures
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.preview import open_snippet, partition_preview, stored_variables
+from ismip6_assets.preview import partition_preview, stored_variables
 from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store import BRANCH, commit_partition, writer_lock
 from ismip6_assets.store_state import read_partition_state
+from ismip6_assets.view_writer import read_view
 from ismip6_assets.virtualize import VirtualizationResult, one_line
 
 WRITER_POOL = "icechunk_writer"
@@ -30,15 +31,17 @@ def icechunk_commit(
 
     Partitioned per model/experiment: one commit per partition keeps each delivery atomic. Writes
     only what the store lacks (missing/stale files), removes groups whose source is gone, records
-    current failures. Metadata: the commit, a copy-paste xarray snippet for this store and a preview
-    map of one time slice read back through the store (proof that the virtual references resolve).
+    current failures, and rebuilds the partition's view (every variable on model years) in the same
+    commit. Metadata: the commit, the view (years, variables, those left out and why), a copy-paste
+    xarray snippet that opens the view and a preview map of one time slice read back through the
+    store (proof that the virtual references resolve).
     """
     partition = PartitionKey.parse(context.partition_key)
     repo = archive.repository()
     with writer_lock(archive.store):  # read-plan-commit as one step against other local writers
         diff = store_diff(partition, file_index, read_partition_state(repo, partition))
         plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
-        snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition)
+        snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view)
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
     written = [vf.group for vf in plan.write]
@@ -51,6 +54,7 @@ def icechunk_commit(
         preview_error = f"reading through the store failed: {one_line(exc)}"
         context.log.warning(f"{partition}: preview {preview_error}")
     example = preview.variable if preview else (stored[0] if stored else "lithk")
+    view = read_view(repo.readonly_session(BRANCH).store, partition)
     return dg.MaterializeResult(
         metadata={
             "commit_id": snapshot or "",
@@ -66,7 +70,8 @@ def icechunk_commit(
             "groups_deleted": group_list(removed),
             "failure_table": failure_table(plan.failures),
             **({"failures_log": dg.MetadataValue.path(failures_url)} if failures_url else {}),
-            "open_with_xarray": snippet(open_snippet(archive.store, archive.source, partition.variable_group(example), example)),
+            **view_metadata(view),
+            "open_with_xarray": snippet(open_code(archive.store, archive.source, partition, view, example)),
             "preview": preview_markdown(preview, preview_error),
         }
     )

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from ismip6_assets.preview import Preview
+from ismip6_assets.locations import Location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.preview import Preview, open_snippet
 from ismip6_assets.reconcile import markdown_table
 from ismip6_assets.redact import redact
+from ismip6_assets.views import ViewSummary
 
 _COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
@@ -92,3 +95,25 @@ def preview_markdown(preview: Preview | None, reason: str = "") -> dg.MetadataVa
 
 def markdown(records: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(records))
+
+
+def view_metadata(view: ViewSummary | None) -> dict:
+    """The view's group, years, variables, and those left out with their reasons (numbers stay numbers)."""
+    return {
+        "view": view.group if view else "",
+        "view_years": f"{view.years[0]}-{view.years[1]}" if view and view.years else "",
+        "view_variables": len(view.variables) if view else 0,
+        "view_variable_names": ", ".join(view.variables) if view else "",
+        "view_left_out": table([{"variable": v, "reason": r} for v, r in view.left_out.items()] if view else [], ["variable", "reason"]),
+        "view_inline": ", ".join(view.inline) if view and view.inline else "none",
+    }
+
+
+def open_code(store: Location, source: Location, partition: PartitionKey, view: ViewSummary | None, example: str) -> str:
+    """The snippet that opens the partition's view and reads `example` in its last year; the
+    variable group when there is no view."""
+    if view is None or not view.variables:
+        return open_snippet(store, source, partition.variable_group(example), example)
+    example = example if example in view.variables else view.variables[0]
+    years = view.variable_years.get(example)
+    return open_snippet(store, source, view.group, example, f"sel(year={years[1]})" if years else "")

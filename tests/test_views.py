@@ -1,0 +1,284 @@
+"""The analysis-ready view of each partition, read as a user would and compared with the source files.
+
+Real NetCDF files, one per time convention and chunk layout the archive has, go through the library
+pipeline (`list_archive` → `virtualize_rows` → `commit_partition`, as the assets do); the view is opened
+with plain icechunk + xarray and compared year by year with `xr.open_dataset` on each source file: the
+expected model year of every source step is written down here, from the convention, not computed by
+the code under test. A year the source lacks must read NaN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ismip6_assets.index import list_archive
+from ismip6_assets.locations import parse_location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.reconcile import commit_plan, store_diff
+from ismip6_assets.sample_archive import grid
+from ismip6_assets.store import commit_partition, open_repository
+from ismip6_assets.store_state import read_partition_state, read_store_state
+from ismip6_assets.virtualize import virtualize_rows
+from tests.conftest import open_plain_repo
+
+N = 31
+DAYS = {"units": "days since 2015-01-01", "calendar": "365_day"}
+CONVENTIONS = PartitionKey("AWI", "PISM1", "exp05")
+CONTIGUOUS = PartitionKey("JPL1", "ISSM", "expB2")
+OTHER_GRID = PartitionKey("ULB", "fETISh_16km", "exp05")
+
+# variable: (partition, time stamps (days since 2015-01-01, 365_day), model years they stand for, options)
+CASES = {
+    "lithk": (CONVENTIONS, [365, 730, 1095], [2015, 2016, 2017], {}),  # ST on Jan 1 of Y+1
+    "orog": (CONVENTIONS, [364, 729, 1094], [2015, 2016, 2017], {}),  # ST on Dec 31 of Y
+    "topg": (CONVENTIONS, [730, 1095], [2016, 2017], {}),  # ST, fewer years than the view
+    "acabf": (CONVENTIONS, [182.5, 547.5, 912.5, 1277.5], [2015, 2016, 2017, 2018], {}),  # FL mid-year
+    # FL stamped at the end of each year, with bounds: the bounds say which year.
+    "libmassbffl": (CONVENTIONS, [365, 730, 1095], [2015, 2016, 2017], {"bounds": True}),
+    "xvelmean": (CONVENTIONS, [365, 730, 1095, 1460], [2015, 2016, 2017, 2018], {"chunk": 2}),  # 2-step chunks from the view's start
+    "yvelmean": (CONVENTIONS, [730, 1095, 1460], [2016, 2017, 2018], {"chunk": 2}),  # 2-step chunks one year off
+    "lim": (CONVENTIONS, [730, 1095, 1460], [2016, 2017, 2018], {"scalar": True}),  # one chunk that starts a year in
+    "limnsw": (CONVENTIONS, [365, 730, 1095, 1460], [2015, 2016, 2017, 2018], {"scalar": True}),  # one chunk, the whole axis
+    "hfgeoubed": (CONVENTIONS, None, None, {}),  # no time dimension
+}
+CONTIGUOUS_CASES = {
+    "lithk": (CONTIGUOUS, [365, 730, 1095], [2015, 2016, 2017], {"contiguous": True}),
+    "orog": (CONTIGUOUS, [365, 730, 1095], [2015, 2016, 2017], {"format": "NETCDF3_CLASSIC"}),
+}
+GRID_CASES = {
+    "lithk": (OTHER_GRID, [365, 730], [2015, 2016], {"n": 61}),
+    "orog": (OTHER_GRID, [365, 730], [2015, 2016], {"n": 61}),
+    "acabf": (OTHER_GRID, [182.5, 547.5], [2015, 2016], {}),  # on the 31-point grid: left out
+}
+ALL_CASES = [(v, *c) for cases in (CASES, CONTIGUOUS_CASES, GRID_CASES) for v, c in cases.items()]
+
+
+def _path(root: Path, key: PartitionKey, variable: str) -> Path:
+    return root / "Projection-AIS" / key.institution / key.model / key.experiment / f"{variable}_AIS_{key.institution}_X_{key.experiment}.nc"
+
+
+def write_case(path: Path, variable: str, time, options: dict) -> None:
+    n = options.get("n", N)
+    rng = np.random.default_rng(len(variable) + n)
+    coords = {"x": ("x", grid(n), {"units": "m"}), "y": ("y", grid(n), {"units": "m"})}
+    if time is None:
+        values = rng.uniform(0.01, 0.1, (n, n)).astype("float32")
+        ds = xr.Dataset({variable: (("y", "x"), values, {"units": "W m-2"})}, coords=coords)
+    elif options.get("scalar"):
+        ds = xr.Dataset({variable: ("time", 2.6e19 + np.arange(len(time)) * 1e16, {"units": "kg"})})
+    else:
+        values = rng.uniform(100, 3000, (len(time), n, n)).astype("float32")
+        values[:, :3, :3] = np.nan  # the ocean: NaN in the source must stay NaN
+        ds = xr.Dataset({variable: (("time", "y", "x"), values, {"units": "m"})}, coords=coords)
+    if time is not None:
+        attrs = DAYS | ({"bounds": "time_bnds"} if options.get("bounds") else {})
+        ds = ds.assign_coords(time=("time", np.asarray(time, dtype="float64"), attrs))
+        if options.get("bounds"):
+            edges = np.asarray(time, dtype="float64")
+            ds["time_bnds"] = (("time", "nv"), np.stack([edges - 365, edges], axis=1))
+    encoding = {name: {"_FillValue": None} for name in ds.variables if name != variable}
+    fmt = options.get("format", "NETCDF4")
+    if fmt == "NETCDF4":
+        if options.get("contiguous"):
+            encoding[variable] = {"contiguous": True}
+        elif options.get("scalar"):
+            encoding[variable] = {"zlib": True, "chunksizes": (len(time),)}
+        elif time is not None:
+            encoding[variable] = {"zlib": True, "chunksizes": (options.get("chunk", 1), n, n)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, format=fmt, engine="netcdf4", encoding=encoding)
+
+
+def commit_archive(archive: Path, store: Path) -> None:
+    """The library pipeline, as the assets run it: listing, virtualization, one commit per partition
+    (also for stored partitions whose folder is gone)."""
+    source = parse_location(str(archive), "source")
+    repo = open_repository(parse_location(str(store), "store"), source)
+    listing = list_archive(source)
+    for key in sorted(set(listing.partitions) | set(read_store_state(repo))):
+        rows = listing.for_partition(key)
+        partition = PartitionKey.parse(key)
+        diff = store_diff(partition, rows, read_partition_state(repo, partition))
+        result = virtualize_rows(rows[rows["url"].isin(diff.to_write)].to_dict("records"), source)
+        plan = commit_plan(diff, result.files, result.failures)
+        commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("views")
+    archive, store = root / "archive", root / "store"
+    for variable, key, time, _years, options in ALL_CASES:
+        write_case(_path(archive, key, variable), variable, time, options)
+    commit_archive(archive, store)
+    return archive, store
+
+
+def open_view(store: Path, archive: Path, key: PartitionKey) -> xr.Dataset:
+    repo = open_plain_repo(store, archive)
+    return xr.open_zarr(repo.readonly_session("main").store, group=f"{key.group}/_view", consolidated=False)
+
+
+def assert_matches_source(view: xr.Dataset, path: Path, variable: str, years: list[int] | None) -> None:
+    """Year by year equal to the source (NaN where the source is NaN), NaN in every year it lacks."""
+    source = xr.open_dataset(path)[variable].load()
+    if years is None:
+        np.testing.assert_array_equal(view[variable].values, source.values)
+        assert "year" not in view[variable].dims
+        return
+    for year in view["year"].values.tolist():
+        got = view[variable].sel(year=year).values
+        if year in years:
+            np.testing.assert_array_equal(got, source.isel(time=years.index(year)).values, err_msg=f"{variable} {year}")
+        else:
+            assert np.isnan(got).all(), f"{variable}: year {year} is not in the source, yet reads {got.ravel()[:3]}"
+
+
+@pytest.mark.parametrize("variable", [v for v in CASES if v != "yvelmean"])
+def test_each_time_convention_lands_on_its_model_years(built, variable):
+    archive, store = built
+    view = open_view(store, archive, CONVENTIONS)
+    assert view["year"].values.tolist() == [2015, 2016, 2017, 2018]
+    key, _time, years, _options = CASES[variable]
+    assert_matches_source(view, _path(archive, key, variable), variable, years)
+
+
+def test_what_does_not_fit_is_inline_if_a_scalar_series_and_otherwise_left_out_with_its_reason(built):
+    archive, store = built
+    view = open_view(store, archive, CONVENTIONS)
+    assert "yvelmean" not in view and view.attrs["ismip6_view_left_out"] == {
+        "yvelmean": "time chunks of 2 steps do not line up with whole years from 2015"
+    }
+    assert view.attrs["ismip6_view_inline"] == ["lim"]
+    assert sorted(view.attrs["ismip6_view_variables"]) == sorted(v for v in CASES if v != "yvelmean")
+    assert view.attrs["ismip6_view_years"] == [2015, 2018]
+    # The partition's protocol facts, from the packaged experiment table.
+    assert view.attrs["scenario"] == "RCP 8.5" and view.attrs["control_experiment"] == "ctrl_proj_std" and view.attrs["tier"] == 1
+
+
+@pytest.mark.parametrize("variable", list(CONTIGUOUS_CASES))
+def test_contiguous_arrays_through_their_per_step_split(built, variable):
+    archive, store = built
+    assert_matches_source(open_view(store, archive, CONTIGUOUS), _path(archive, CONTIGUOUS, variable), variable, CONTIGUOUS_CASES[variable][2])
+
+
+def test_a_partition_on_another_grid_keeps_its_grid_and_leaves_out_the_odd_one(built):
+    archive, store = built
+    view = open_view(store, archive, OTHER_GRID)
+    assert view.sizes["x"] == view.sizes["y"] == 61
+    for variable in ("lithk", "orog"):
+        assert_matches_source(view, _path(archive, OTHER_GRID, variable), variable, GRID_CASES[variable][2])
+    assert view.attrs["ismip6_view_left_out"] == {"acabf": "grid 31×31 differs from the view's 61×61"}
+
+
+def _refs(store, path: str) -> dict[tuple[int, ...], tuple[str, int, int]]:
+    async def read():
+        out = {}
+        async for coords, _kinds, locations, offsets, lengths, _inlined in store.array_chunk_iterator(path):
+            for c, loc, off, length in zip(coords.tolist(), locations, offsets.tolist(), lengths.tolist(), strict=True):
+                out[tuple(c)] = (loc, off, length)
+        return out
+
+    return asyncio.run(read())
+
+
+def test_the_view_holds_the_same_references_as_the_variable_groups(built):
+    archive, store = built
+    session_store = open_plain_repo(store, archive).readonly_session("main").store
+    first_year = 2015
+    for variable, key, _time, years, options in ALL_CASES:
+        attrs = json.loads(asyncio.run(session_store.get(f"{key.group}/_view/zarr.json", _prototype())).to_bytes())["attributes"]
+        if variable not in attrs["ismip6_view_variables"] or variable in attrs["ismip6_view_inline"]:
+            continue
+        group = _refs(session_store, f"{key.group}/{variable}/{variable}")
+        view = _refs(session_store, f"{key.group}/_view/{variable}")
+        assert group and set(view.values()) == set(group.values()), variable
+        chunk = options.get("chunk", 4 if options.get("scalar") else 1)
+        for coords, ref in group.items():  # each source chunk sits at its model year's chunk
+            expected = coords if years is None else ((years[coords[0] * chunk] - first_year) // chunk, *coords[1:])
+            assert view[expected] == ref, (variable, coords)
+
+
+def _prototype():
+    from zarr.core.buffer import default_buffer_prototype
+
+    return default_buffer_prototype()
+
+
+def test_a_changed_file_rebuilds_the_view_from_the_stored_groups(built, tmp_path):
+    archive_dir, store_dir = built
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    shutil.copytree(archive_dir, archive)
+    commit_archive(archive, store)
+    # One more year of lithk (2015-2019): the view's axis grows; every other field is read back
+    # from its stored group and must still match its source.
+    write_case(_path(archive, CONVENTIONS, "lithk"), "lithk", [365, 730, 1095, 1460, 1825], {})
+    commit_archive(archive, store)
+    view = open_view(store, archive, CONVENTIONS)
+    assert view["year"].values.tolist() == [2015, 2016, 2017, 2018, 2019]
+    assert_matches_source(view, _path(archive, CONVENTIONS, "lithk"), "lithk", [2015, 2016, 2017, 2018, 2019])
+    for variable in ("acabf", "lim", "libmassbffl", "hfgeoubed"):
+        assert_matches_source(view, _path(archive, CONVENTIONS, variable), variable, CASES[variable][2])
+    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
+    state = read_partition_state(repo, CONVENTIONS)
+    assert state.view_sources == {v: g.fingerprint for v, g in state.groups.items()}
+
+
+@pytest.mark.slow
+def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_with_its_folder(built, tmp_path, capsys):
+    import dagster as dg
+    import zarr
+
+    from ismip6_assets.cli import main as ismip6
+    from ismip6_assets.resources import ArchiveResource
+    from ismip6_assets.runner import run_archive
+    from tests.test_repair import tick
+
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    shutil.copytree(built[0], archive)
+    resource = ArchiveResource(source_url=str(archive), store_url=str(store))
+    with dg.instance_for_test() as instance:
+        assert {o.status for o in run_archive(resource, instance)} == {"OK"}
+        cursor = tick(resource, instance, None)[0].cursor
+        session = open_plain_repo(store, archive).writable_session("main")
+        root = zarr.open_group(session.store, mode="a")
+        del root[f"{CONTIGUOUS.group}/_view"]  # lost by hand
+        root[f"{OTHER_GRID.group}/_view"].attrs["ismip6_view_sources"] = {"lithk": "another file"}  # stale
+        session.commit("damage two views by hand")
+
+        result, _added = tick(resource, instance, cursor)
+        assert {r.partition_key for r in result.run_requests} == {str(CONTIGUOUS), str(OTHER_GRID)}
+        capsys.readouterr()
+        assert ismip6(["reconcile", "--source", str(archive), "--store", str(store)]) == 1
+        out = capsys.readouterr().out
+        assert f"view_missing: {CONTIGUOUS.group}/_view" in out and f"view_stale: {OTHER_GRID.group}/_view" in out
+
+        outcomes = run_archive(resource, instance)
+        assert {o.partition: (o.status, o.ran) for o in outcomes if o.ran} == {str(CONTIGUOUS): ("OK", True), str(OTHER_GRID): ("OK", True)}
+        assert_matches_source(open_view(store, archive, CONTIGUOUS), _path(archive, CONTIGUOUS, "lithk"), "lithk", [2015, 2016, 2017])
+
+        shutil.rmtree(archive / "Projection-AIS" / CONTIGUOUS.institution)  # every file of the partition gone
+        commit_archive(archive, store)
+        exp = zarr.open_group(open_plain_repo(store, archive).readonly_session("main").store, mode="r")
+        assert CONTIGUOUS.model_group not in exp and f"{OTHER_GRID.group}/_view" in exp
+
+
+def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_and_why(built):
+    from ismip6_assets.assets.metadata import view_metadata
+    from ismip6_assets.view_writer import read_view
+
+    archive, store = built
+    view = read_view(open_plain_repo(store, archive).readonly_session("main").store, CONVENTIONS)
+    metadata = view_metadata(view)
+    assert metadata["view"] == "AWI_PISM1/exp05/_view" and metadata["view_years"] == "2015-2018" and metadata["view_variables"] == 9
+    assert [r.data for r in metadata["view_left_out"].records] == [
+        {"variable": "yvelmean", "reason": "time chunks of 2 steps do not line up with whole years from 2015"}
+    ]
+    assert metadata["view_inline"] == "lim" and view.variable_years["topg"] == (2016, 2017)
