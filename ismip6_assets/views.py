@@ -38,6 +38,7 @@ from zarr.codecs import BytesCodec
 from zarr.core.group import GroupMetadata
 
 from ismip6_assets.experiments import experiment_attributes
+from ismip6_assets.fixes.grid import EPSG_3031_ATTRS, GRID_MAPPING_NAME
 from ismip6_assets.fixes.time import TARGET_CALENDAR, TARGET_UNITS
 from ismip6_assets.group_writer import RenderedGroup, metadata_document, render_coordinates
 from ismip6_assets.paths import PartitionKey
@@ -270,8 +271,11 @@ def render_view(plan: ViewPlan, inline_values: dict[str, np.ndarray]) -> Rendere
     rendered = RenderedGroup(groups={}, arrays={}, chunks={}, manifests={})
     attrs = view_attributes(plan) | ({"coordinates": " ".join(coords)} if coords else {})
     rendered.groups[f"{group}/zarr.json"] = json.dumps(GroupMetadata(attributes=attrs).to_dict()).encode()
-    if coords:
-        for key, data in render_coordinates(xr.Dataset(coords=coords)).items():
+    inline = xr.Dataset(coords=coords)
+    if any((p.metadata.attributes or {}).get("grid_mapping") == GRID_MAPPING_NAME for p in plan.fields.values()):
+        inline[GRID_MAPPING_NAME] = xr.Variable((), np.int32(0), dict(EPSG_3031_ATTRS))  # as fixes/cf.py stores it
+    if inline.variables:
+        for key, data in render_coordinates(inline).items():
             (rendered.arrays if key.endswith("zarr.json") else rendered.chunks)[f"{group}/{key}"] = data
     for name, placement in plan.fields.items():
         rendered.arrays[f"{group}/{name}/zarr.json"] = metadata_document(placement.metadata)

@@ -282,3 +282,12 @@ def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_a
         {"variable": "yvelmean", "reason": "time chunks of 2 steps do not line up with whole years from 2015"}
     ]
     assert metadata["view_inline"] == "lim" and view.variable_years["topg"] == (2016, 2017)
+
+
+def test_cf_tools_find_the_views_crs(built):
+    import cf_xarray  # noqa: F401 - registers the .cf accessor
+
+    archive, store = built
+    view = open_view(store, archive, CONVENTIONS)
+    assert view["lithk"].attrs["grid_mapping"] == "polar_stereographic"
+    assert view.cf["lithk"].cf.grid_mapping_name == "polar_stereographic"
