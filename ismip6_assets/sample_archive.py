@@ -42,7 +42,7 @@ class SampleExperiment:
 
 # Two models share exp05; ILTS_PIK's historical run ends where its exp05 projection starts.
 SAMPLE_EXPERIMENTS = (
-    SampleExperiment("AWI", "PISM1", "PISM1", "ctrl_proj_std", ("lithk", "orog", "acabf", "lim", "sftgif"), "chunked"),
+    SampleExperiment("AWI", "PISM1", "PISM1", "ctrl_proj_std", ("lithk", "orog", "acabf", "lim", "sftgif", "sftgrf"), "chunked"),
     SampleExperiment("AWI", "PISM1", "PISM1", "exp05", ("lithk", "orog", "acabf", "lim"), "chunked"),
     SampleExperiment("ILTS_PIK", "SICOPOLIS1", "SICOPOLIS", "hist_std", ("lithk", "orog", "topg", "lim"), "netcdf3"),
     SampleExperiment("ILTS_PIK", "SICOPOLIS1", "SICOPOLIS", "exp05", ("lithk", "orog", "topg", "lim"), "chunked"),

@@ -18,7 +18,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     (tmp_path / "dh").mkdir()
     proc = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "7 partitions (7 run), 29 files, 28 groups written" in proc.stdout
+    assert "7 partitions (7 run), 30 files, 29 groups written" in proc.stdout
     assert "[7/7]" in proc.stdout and "checks: 7 OK" in proc.stdout
     assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
     # The same job the UI and the sensor launch, so the runs show under it (not __ASSET_JOB).
@@ -42,7 +42,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
 def test_sample_archive_command_writes_netcdf(tmp_path):
     proc = run("sample-archive", str(tmp_path / "a"), "--times", "2")
     assert proc.returncode == 0, proc.stderr
-    assert len(list((tmp_path / "a" / "Projection-AIS").rglob("*.nc"))) == 29
+    assert len(list((tmp_path / "a" / "Projection-AIS").rglob("*.nc"))) == 30
 
 
 @pytest.mark.parametrize(
