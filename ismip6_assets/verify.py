@@ -18,10 +18,16 @@ the partition past ``budget_bytes``. A chunk's cost is twice its stored length (
 the source read of the same bytes); Icechunk's ``getsize`` gives a virtual chunk's length from the
 manifest without fetching it. ``always`` reads first, middle and last chunk of every array.
 A sample that read nothing is itself a finding: a check must not pass on what it did not look at.
+
+**The view too.** One field of the partition's view (views.py), rotating like the variables, is one
+of the sample: its last stored chunk is compared with the source year by year (the source step of
+each model year from the variable group's time, as the view was built); a year the source lacks
+must read NaN.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import warnings
@@ -39,6 +45,8 @@ from zarr.core.sync import sync
 from ismip6_assets.locations import Location
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import PartitionState
+from ismip6_assets.view_writer import field_of_group
+from ismip6_assets.views import VARIABLES_ATTR, VIEW_NAME, YEAR, model_years
 from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 
 # The fingerprint still matches, so no run rewrites such a group by itself: a changed fingerprint
@@ -202,7 +210,12 @@ def verify_partition(
     if policy.mode == "sample":
         seed = session.snapshot_id
         candidates.sort(key=lambda c: _rotation(seed, c))
-    picks = _plan(session, candidates, policy, result)
+    if state.view_sources is not None and wanted:  # one of the sample's variables is the view's
+        _sample_view(session, source, state, policy, result)
+    remaining = policy
+    if policy.mode == "sample":
+        remaining = dataclasses.replace(policy, max_variables=policy.max_variables - result.chunks, budget_bytes=policy.budget_bytes - result.bytes_read)
+    picks = _plan(session, candidates, remaining, result)
     # The comparisons open source files: in an object store each is a few round trips, so they
     # overlap there. On local disk they run one after another: threads would gain nothing (HDF5
     # holds a process-wide lock) and netCDF4's C library is not thread-safe.
@@ -225,6 +238,77 @@ def verify_partition(
         )
         result.findings.append({"category": "not_verified", "item": state_label(state), "reason": f"the deep sample read nothing: {reason}"})
     return result
+
+
+def _last_chunk(store, path: str) -> tuple[int, ...] | None:
+    """The last chunk of the array that is stored (a view's last years can be missing for a variable)."""
+
+    async def read():
+        found = []
+        async for coords, *_columns in store.array_chunk_iterator(path):
+            found.extend(map(tuple, coords.tolist()))
+        return max(found) if found else None
+
+    return sync(read())
+
+
+def _sample_view(session: icechunk.Session, source: Location, state: PartitionState, policy: SamplePolicy, result: Verification) -> None:
+    """Compare the last stored chunk of one field of the view with the source, year by year.
+
+    The view's year of each source step comes from the variable group's time, as the view was
+    built (views.model_years); a year the source lacks must read NaN (or the fill value)."""
+    view = f"{state_label(state)}/{VIEW_NAME}"
+    item = view
+    try:
+        names = sorted(set(zarr.open_group(session.store, path=view, mode="r", zarr_format=3).attrs.get(VARIABLES_ATTR, [])) & set(state.groups))
+        if not names:
+            return
+        name = min(names, key=lambda n: hashlib.sha256(f"{session.snapshot_id} {n}".encode()).hexdigest())
+        item, stored = f"{view}/{name}", state.groups[name]
+        coords = _last_chunk(session.store, item)
+        if coords is None:
+            return
+        cost = 2 * int(sync(session.store.getsize(_chunk_key(view, name, coords))))
+        if policy.mode == "sample" and result.bytes_read + cost > policy.budget_bytes:
+            return
+        array = zarr.open_array(session.store, path=item, mode="r", zarr_format=3)
+        region = chunk_region(array.shape, array.chunks, coords)
+        actual = np.asarray(array[region])
+        dims = tuple(array.metadata.dimension_names or ())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open_source(source, stored.url) as original:
+                variable = original.variables[name]
+                if YEAR not in dims:
+                    problem = "" if _same(actual, np.asarray(variable[region].values)) else f"chunk {coords} reads other values than the source"
+                else:
+                    axis = dims.index(YEAR)
+                    field = sync(field_of_group(session.store, stored.group, name))[1]
+                    step_of = {int(y): i for i, y in enumerate(model_years(field))}
+                    years = np.asarray(zarr.open_array(session.store, path=f"{view}/{YEAR}", mode="r")[region[axis]])
+                    problem = ""
+                    for k, year in enumerate(years.tolist()):
+                        got = np.take(actual, k, axis=axis)
+                        if year in step_of:
+                            rest = region[:axis] + (step_of[year],) + region[axis + 1 :]
+                            ok = _same(got, np.asarray(variable[rest].values))
+                        else:
+                            ok = bool(np.isnan(got).all()) if got.dtype.kind == "f" else bool((got == array.metadata.fill_value).all())
+                        if not ok:
+                            problem = f"chunk {coords}, year {year}, reads other values than the source"
+                            break
+    except Exception as exc:  # noqa: BLE001 - a view that does not read is the finding
+        result.findings.append({"category": "bad_ref", "item": item, "reason": f"could not verify: {one_line(exc)}"})
+        return
+    result.chunks += 1
+    result.bytes_read += cost
+    result.read.append({"item": item, "chunk": str(coords), "bytes": cost})
+    if problem:
+        result.findings.append({"category": "bad_ref", "item": item, "reason": problem})
+
+
+def _same(actual: np.ndarray, expected: np.ndarray) -> bool:
+    return actual.shape == expected.shape and np.array_equal(actual, expected, equal_nan=actual.dtype.kind == "f")
 
 
 def state_label(state: PartitionState) -> str:

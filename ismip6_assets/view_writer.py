@@ -68,7 +68,7 @@ async def _manifest(store, path: str, metadata: ArrayV3Metadata) -> ChunkManifes
     return ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
 
 
-async def _field_of_group(store, group: str, variable: str) -> tuple[str, ViewField | str]:
+async def field_of_group(store, group: str, variable: str) -> tuple[str, ViewField | str]:
     """(fingerprint, field or the reason it is left out) of a stored variable group."""
     attrs = ((await _document(store, f"{group}/zarr.json")) or {}).get("attributes", {})
     fingerprint = str(attrs.get(SOURCE_FINGERPRINT_ATTR, ""))
@@ -109,7 +109,7 @@ def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -
     stored = [n for n in names if n not in by_variable]
 
     async def read_stored():
-        return await asyncio.gather(*(_field_of_group(store, partition.variable_group(n), n) for n in stored))
+        return await asyncio.gather(*(field_of_group(store, partition.variable_group(n), n) for n in stored))
 
     for name, (fingerprint, found) in zip(stored, sync(read_stored()) if stored else []):
         sources[name] = fingerprint

@@ -291,3 +291,38 @@ def test_cf_tools_find_the_views_crs(built):
     view = open_view(store, archive, CONVENTIONS)
     assert view["lithk"].attrs["grid_mapping"] == "polar_stereographic"
     assert view.cf["lithk"].cf.grid_mapping_name == "polar_stereographic"
+
+
+def test_the_deep_check_samples_the_view_and_finds_a_wrong_reference_in_it(built, tmp_path):
+    from ismip6_assets.reconcile import partition_diff
+    from ismip6_assets.verify import SamplePolicy, sample_chunks, verify_partition
+
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    shutil.copytree(built[0], archive)
+    commit_archive(archive, store)
+    source = parse_location(str(archive), "source")
+    repo = open_repository(parse_location(str(store), "store"), source)
+    for key in (CONVENTIONS, CONTIGUOUS, OTHER_GRID):
+        _rows, diff = partition_diff(source, parse_location(str(store), "store"), key, repo)
+        verified = verify_partition(repo, source, read_partition_state(repo, key), diff.ok)
+        assert verified.findings == [] and any("/_view/" in r["item"] for r in verified.read), (key, verified.read)
+
+    # Every field of one view gets its last chunk pointed at the first bytes of its file.
+    session = open_plain_repo(store, archive).writable_session("main")
+    for variable in CONTIGUOUS_CASES:
+        path = f"{CONTIGUOUS.group}/_view/{variable}"
+        array = zarr_array(session.store, path)
+        key = f"{path}/c/" + "/".join(map(str, sample_chunks(array.shape, array.chunks, 1)[0]))
+        length = int(asyncio.run(session.store.getsize(key)))
+        session.store.set_virtual_ref(key, f"file://{_path(archive, CONTIGUOUS, variable).resolve()}", offset=0, length=length)
+    session.commit("sabotage the view")
+    _rows, diff = partition_diff(source, parse_location(str(store), "store"), CONTIGUOUS, repo)
+    verified = verify_partition(repo, source, read_partition_state(repo, CONTIGUOUS), diff.ok, SamplePolicy(max_variables=1))
+    assert [f["item"].rsplit("/", 2)[-2] for f in verified.findings] == ["_view"], verified.findings
+    assert "reads other values than the source" in verified.findings[0]["reason"]
+
+
+def zarr_array(store, path: str):
+    import zarr
+
+    return zarr.open_array(store, path=path, mode="r", zarr_format=3)
