@@ -20,7 +20,7 @@ KEY = PartitionKey.parse("AWI/PISM1/exp05")
 
 
 def _plain(states) -> dict:
-    return {k: (sorted((v, g.url, g.fingerprint) for v, g in s.groups.items()), s.failures) for k, s in states.items()}
+    return {k: (sorted((v, g.url, g.fingerprint) for v, g in s.groups.items()), s.failures, s.view_sources) for k, s in states.items()}
 
 
 def _assert_equals_full_read(repo, store) -> str:
@@ -46,7 +46,9 @@ def ran(archive, instance):
 def test_a_run_leaves_the_file_at_the_head_and_it_serves_the_next_read(archive, ran):
     saved = json.loads(state_cache_path(archive.store).fs.open(state_cache_path(archive.store).fs_path).read())
     assert saved["snapshot"] == ran.lookup_branch("main")
-    assert sum(len(p["groups"]) for p in saved["partitions"].values()) == 28  # every stored group
+    assert sum(len(p["groups"]) for p in saved["partitions"].values()) == 29  # every stored group
+    # and each partition's view, built from exactly its groups
+    assert all(p["view"] == {v: fp for v, (_url, fp) in p["groups"].items()} for p in saved["partitions"].values())
     assert _assert_equals_full_read(ran, archive.store) == "cached"
 
 
