@@ -23,7 +23,7 @@ from zarr.core.sync import sync
 from ismip6_assets.group_writer import array_metadata, store_rendered
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.views import VIEW_NAME, NotViewable, ViewField, ViewPlan, ViewSummary, plan_view, render_view, view_group
-from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, VirtualizedFile
+from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, VirtualizedFile, one_line
 
 _VIRTUAL = 2  # icechunk.ChunkType.virtual, as array_chunk_iterator reports it
 
@@ -128,7 +128,14 @@ def write_view(store, partition: PartitionKey, written: list[VirtualizedFile]) -
     plan = build_plan(store, partition, written)
     if not plan.sources:
         return None
-    inline = {name: zarr.open_array(store, path=f"{partition.variable_group(name)}/{name}", mode="r", zarr_format=3)[...] for name in plan.inline}
+    inline = {}
+    for name in plan.inline:  # a few numbers each, read through the variable group's references
+        try:
+            inline[name] = zarr.open_array(store, path=f"{partition.variable_group(name)}/{name}", mode="r", zarr_format=3)[...]
+        except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves its series out, not the commit
+            del plan.fields[name]
+            plan.variable_years.pop(name, None)
+            plan.left_out[name] = f"its values could not be read for the inline copy: {one_line(exc)}"
     store_rendered(store, [render_view(plan, inline)])
     return plan
 

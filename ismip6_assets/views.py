@@ -160,6 +160,8 @@ def plan_view(partition: PartitionKey, fields: list[ViewField], not_viewable: di
         try:
             if "time" in f.dims:
                 years = model_years(f)
+                if not len(years):
+                    raise NotViewable("has no time steps")
                 repeated = [int(y) for y, n in Counter(years.tolist()).items() if n > 1]
                 if repeated:
                     raise NotViewable(f"{len(years)} steps fall in {len(set(years.tolist()))} model years ({repeated[0]} has more than one)")

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -57,10 +56,6 @@ def test_the_view_snippet_computes_grounded_ice_volume_per_model_year(demo):
     sftgrf = xr.open_dataset(folder / "sftgrf_AIS_AWI_PISM1_ctrl_proj_std.nc").sftgrf
     cell_area = 32_000.0 * 32_000.0
     expected = {t.year - 1: float((lithk.isel(time=i) * sftgrf.isel(time=i)).sum()) * cell_area for i, t in enumerate(lithk.time.values)}
-    assert set(expected) <= set(printed)
+    assert sorted(printed) == sorted(expected) == list(range(2015, 2020))
     for year, volume in expected.items():
-        assert np.isclose(printed[year], volume, rtol=1e-5), (year, printed[year], volume)
-    # The view's last year is acabf's (FL, mid-year stamps); the state variables have none: NaN, not 0.
-    (last,) = set(printed) - set(expected)
-    assert last == max(expected) + 1 and np.isnan(printed[last])
-    assert pd.notna(list(expected.values())).all()
+        assert volume > 0 and np.isclose(printed[year], volume, rtol=1e-5), (year, printed[year], volume)
