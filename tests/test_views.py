@@ -239,6 +239,7 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
     from ismip6_assets.cli import main as ismip6
     from ismip6_assets.resources import ArchiveResource
     from ismip6_assets.runner import run_archive
+    from ismip6_assets.settings import install
     from tests.test_repair import tick
 
     archive, store = tmp_path / "archive", tmp_path / "store"
@@ -256,7 +257,10 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
         result, _added = tick(resource, instance, cursor)
         assert {r.partition_key for r in result.run_requests} == {str(CONTIGUOUS), str(OTHER_GRID)}
         capsys.readouterr()
-        assert ismip6(["reconcile", "--source", str(archive), "--store", str(store)]) == 1
+        try:
+            assert ismip6(["reconcile", "--source", str(archive), "--store", str(store)]) == 1
+        finally:
+            install(None)  # the command installs its settings in this process; later tests read their own
         out = capsys.readouterr().out
         assert f"view_missing: {CONTIGUOUS.group}/_view" in out and f"view_stale: {OTHER_GRID.group}/_view" in out
 
