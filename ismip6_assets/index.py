@@ -8,6 +8,7 @@ fingerprint recorded at write time is what reconciliation compares against.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -154,9 +155,12 @@ def index_path(store: Location, partition: PartitionKey | None = None) -> Locati
 
 def write_index(store: Location, partition: PartitionKey, rows: pd.DataFrame) -> str:
     target = index_path(store, partition)
+    # Rendered in memory and written in one put: through a gcsfs file object the parquet writer's
+    # flushes made 4 uploads a partition (measured on the emulator), each a round trip.
+    buffer = io.BytesIO()
+    rows.to_parquet(buffer, index=False)
     store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
-    with store.fs.open(target.fs_path, "wb") as f:
-        rows.to_parquet(f, index=False)
+    store.fs.pipe_file(target.fs_path, buffer.getvalue())
     return target.url
 
 

@@ -41,8 +41,7 @@ class StorePickleIOManager(dg.ConfigurableIOManager):
             return
         store, target = self._target(context)
         store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
-        with store.fs.open(target.fs_path, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        store.fs.pipe_file(target.fs_path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # one upload
         _recent[self._key(target, context.run_id)] = obj
         while len(_recent) > RECENT_VALUES:
             _recent.popitem(last=False)

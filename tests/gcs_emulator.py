@@ -217,7 +217,7 @@ class EmulatorProxy(ThreadingHTTPServer):
         """Requests as they came (status: the injected fault, if any); XML PUTs again with the
         emulator's answer under method ``XML-PUT`` and the decoded object name."""
         with self._lock:
-            self.requests.append((method, path, status))
+            self.requests.append((method, path, status, round(time.time(), 4)))
             del self.requests[:-5000]
             if count:
                 self.counts[method] += 1
@@ -349,7 +349,7 @@ class GCSEmulator:
         """Storage requests by method since the last clear (XML-API PUTs also once as ``XML-PUT``)."""
         return self._call("DELETE" if clear else "GET", "/_proxy/counts")["counts"]
 
-    def requests(self, clear: bool = False) -> list[tuple[str, str, int | None]]:
+    def requests(self, clear: bool = False) -> list[tuple[str, str, int | None, float]]:
         return [tuple(r) for r in self._call("DELETE" if clear else "GET", "/_proxy/requests")["requests"]]
 
 
