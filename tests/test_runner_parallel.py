@@ -10,7 +10,8 @@ import pytest
 from ismip6_assets.locations import parse_location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import partition_diff
-from ismip6_assets.runner import plan_archive, reconcile_archive, run_archive
+from ismip6_assets.runner import partition_workers, plan_archive, reconcile_archive, run_archive
+from ismip6_assets.settings import PARTITION_WORKERS_ENV
 from tests.conftest import open_group, open_plain_repo
 
 
@@ -99,3 +100,13 @@ def test_a_worker_killed_mid_partition_is_retried_once_and_lands(archive_dir, st
         stored = xr.open_zarr(repo.readonly_session("main").store, group=key.variable_group(variable), consolidated=False)
         with xr.open_dataset(path) as original:
             np.testing.assert_array_equal(stored[variable].values, original[variable].values)
+
+
+def test_one_worker_per_cpu_and_one_more_when_a_location_is_an_object_store(monkeypatch):
+    monkeypatch.delenv(PARTITION_WORKERS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert partition_workers(20) == 2
+    assert partition_workers(20, remote=True) == 3  # round trips leave a CPU idle otherwise
+    assert partition_workers(3, remote=True) == 1  # few runs: in-process
+    monkeypatch.setenv(PARTITION_WORKERS_ENV, "5")
+    assert partition_workers(20, remote=True) == 5 and partition_workers(3) == 3
