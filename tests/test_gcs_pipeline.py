@@ -205,6 +205,8 @@ def _store_contents(repo: icechunk.Repository, source_prefix: str) -> dict[str, 
     def neutral(value, key: str = ""):
         if key == "ismip6_source_fingerprint":
             return "FINGERPRINT"
+        if key == "ismip6_view_sources":  # variable -> the fingerprint of its group
+            return sorted(value)
         if key == "ismip6_failures":
             return [{k: v for k, v in neutral(r).items() if k not in ("fingerprint", "timestamp")} for r in json.loads(value)]
         if isinstance(value, dict):
