@@ -4,10 +4,10 @@ import warnings
 
 import dagster as dg
 
-from ismip6_assets.assets import file_index, icechunk_commit, virtual_dataset
+from ismip6_assets.assets import file_index, icechunk_commit, store_catalog, virtual_dataset
 from ismip6_assets.checks import reconciliation
 from ismip6_assets.io_managers import StorePickleIOManager
-from ismip6_assets.jobs import materialize_partition_job, store_maintenance_job, store_maintenance_schedule
+from ismip6_assets.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
 from ismip6_assets.resources import ArchiveResource, default_archive_resource
 from ismip6_assets.sensors import archive_sensor
 
@@ -19,7 +19,8 @@ def build_resources(archive: ArchiveResource) -> dict:
     return resources
 
 
-ASSETS = [file_index, virtual_dataset, icechunk_commit]
+ASSETS = [file_index, virtual_dataset, icechunk_commit]  # partitioned, one run per model/experiment
+CATALOG_ASSETS = [store_catalog]  # unpartitioned, downstream of every partition's commit
 CHECKS = [reconciliation]
 
 
@@ -32,9 +33,9 @@ def _with_code_references(assets: list) -> list:
 
 def build_definitions(archive: ArchiveResource | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=_with_code_references(ASSETS),
+        assets=_with_code_references(ASSETS + CATALOG_ASSETS),
         asset_checks=CHECKS,
-        jobs=[materialize_partition_job, store_maintenance_job],
+        jobs=[materialize_partition_job, refresh_catalog_job, store_maintenance_job],
         schedules=[store_maintenance_schedule],
         sensors=[archive_sensor],
         resources=build_resources(archive or default_archive_resource()),

@@ -18,6 +18,14 @@ materialize_partition_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+# The catalog after commits: launched by `ismip6 run` when it committed, and by the eager automation.
+refresh_catalog_job = dg.define_asset_job(
+    "refresh_catalog",
+    selection=dg.AssetSelection.assets("store_catalog"),
+    description="Bring {STORE}/catalog (parquet and STAC) to the store's head.",
+    executor_def=dg.in_process_executor,
+)
+
 
 class StoreMaintenanceConfig(dg.Config):
     """Launchpad: ``ops: expire_and_collect: config: retention_days``; unset, ISMIP6_SNAPSHOT_RETENTION_DAYS."""

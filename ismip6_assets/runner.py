@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 import dagster as dg
 
-from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
+from ismip6_assets.definitions import ASSETS, CATALOG_ASSETS, CHECKS, build_resources
 from ismip6_assets.executors import ExecutorSpec, shutdown_shared
 from ismip6_assets.index import list_archive
 from ismip6_assets.jobs import materialize_partition_job
@@ -142,6 +142,15 @@ def _failed_files(records: list[dict]) -> list[dict]:
     return [{"category": "failed", "item": r["url"], "reason": r.get("error", "")} for r in records]
 
 
+def refresh_catalog(archive: ArchiveResource, instance: dg.DagsterInstance) -> bool:
+    """The `store_catalog` asset once after a run's commits (one refresh, not one per commit)."""
+    from ismip6_assets.jobs import refresh_catalog_job
+
+    defs = dg.Definitions(assets=ASSETS + CATALOG_ASSETS, jobs=[refresh_catalog_job], resources=build_resources(archive))
+    result = defs.resolve_job_def(refresh_catalog_job.name).execute_in_process(instance=instance, raise_on_error=False)
+    return result.success
+
+
 def _root_message(error) -> str:
     """The innermost cause's first line: Dagster wraps the asset's own exception in a step error,
     and Icechunk's multi-line errors name the failing object on their first line."""
@@ -222,6 +231,7 @@ def run_archive(
         shutdown_shared()
     if todo:  # bring the saved store state to the new head now, so the next plan starts from it
         load_store_state(open_repository(archive.store, archive.source), archive.store)
+        refresh_catalog(archive, instance)
     return [outcomes[k] for k in keys]
 
 

@@ -1,0 +1,102 @@
+"""The store as a STAC Collection: one Item per model/experiment, its asset the view group.
+
+Core STAC only (no extension schemas to fetch), so ``collection.validate()`` works offline with
+jsonschema. The asset follows STAC's Zarr practice: ``application/vnd.zarr`` with role ``data``,
+its href the Icechunk repository, and ``xarray:open_kwargs`` naming the group to open in it. Each
+Item carries the experiment's ISMIP6 protocol attributes (experiments.py). No Dagster here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pystac
+
+from ismip6_assets.experiments import experiment_attributes
+from ismip6_assets.locations import Location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.store import BRANCH
+
+COLLECTION_ID = "ismip6-projection-ais"
+# EPSG:3031's area of use: the Antarctic, south of 60 S.
+BBOX = [-180.0, -90.0, 180.0, -60.0]
+GEOMETRY = {"type": "Polygon", "coordinates": [[[-180.0, -90.0], [180.0, -90.0], [180.0, -60.0], [-180.0, -60.0], [-180.0, -90.0]]]}
+
+
+def item_id(partition: PartitionKey) -> str:
+    return f"{partition.model_group}-{partition.experiment}"
+
+
+def _span(rows: pd.DataFrame) -> tuple[dt.datetime, dt.datetime]:
+    first, last = rows["first_year"].dropna(), rows["last_year"].dropna()
+    start = int(first.min()) if len(first) else 2015
+    end = int(last.max()) if len(last) else start
+    return dt.datetime(start, 1, 1, tzinfo=dt.UTC), dt.datetime(end, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str) -> pystac.Item:
+    """The Item of one model/experiment from its catalog rows."""
+    start, end = _span(rows)
+    view = rows["view"].dropna()
+    properties = {
+        "title": f"{partition.model_group} {partition.experiment}",
+        "start_datetime": start.isoformat(), "end_datetime": end.isoformat(),
+        "ismip6:institution": partition.institution, "ismip6:model": partition.model, "ismip6:experiment": partition.experiment,
+        "ismip6:variables": sorted(rows["variable"]),
+    } | {f"ismip6:{k}": v for k, v in experiment_attributes(partition.experiment).items()}
+    item = pystac.Item(item_id(partition), geometry=GEOMETRY, bbox=BBOX, datetime=None, properties=properties,
+                       start_datetime=start, end_datetime=end)
+    group = view.iloc[0] if len(view) else partition.group
+    item.add_asset("view", pystac.Asset(
+        href=store_url, media_type=pystac.MediaType.VND_ZARR, roles=["data"],
+        title=f"{partition.model_group}/{partition.experiment}: every variable on model years",
+        description=f"Icechunk repository (branch {BRANCH!r}); open group {group!r} with xarray.open_zarr(..., consolidated=False)",
+        extra_fields={"xarray:open_kwargs": {"group": group, "consolidated": False}, "icechunk:branch": BRANCH},
+    ))
+    return item
+
+
+def build_collection(frame: pd.DataFrame, store_url: str) -> pystac.Collection:
+    items = [partition_item(PartitionKey(*key), rows, store_url) for key, rows in frame.groupby(["institution", "model", "experiment"], sort=True)]
+    starts = [i.common_metadata.start_datetime for i in items] or [dt.datetime(2015, 1, 1, tzinfo=dt.UTC)]
+    ends = [i.common_metadata.end_datetime for i in items] or starts
+    collection = pystac.Collection(
+        id=COLLECTION_ID,
+        title="ISMIP6 Antarctic projections, virtual Zarr in Icechunk",
+        description="Every model/experiment of the ISMIP6 Projection-AIS archive as an analysis-ready view (variables on model years), referencing the source NetCDF files.",
+        extent=pystac.Extent(pystac.SpatialExtent([BBOX]), pystac.TemporalExtent([[min(starts), max(ends)]])),
+        license="other",
+    )
+    collection.add_items(items)
+    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED  # relative links: the folder can move
+    return collection
+
+
+def write_collection(store: Location, collection: pystac.Collection, changed: set[str] | None = None) -> str:
+    """``{STORE}/catalog/stac/collection.json`` and ``{id}/{id}.json`` per Item (links relative).
+
+    Only the Items of `changed` partition keys (all when None) are rewritten, so a refresh after
+    one commit writes two documents, not one per partition; Items of partitions gone are removed.
+    """
+    root = store.join("catalog", "stac")
+    collection.normalize_hrefs(root.local_dir or root.url)
+    ids = set()
+    for item in collection.get_items():
+        ids.add(item.id)
+        key = "/".join(item.properties[f"ismip6:{k}"] for k in ("institution", "model", "experiment"))
+        href = item.get_self_href()
+        if changed is None or key in changed or not store.fs.exists(href):
+            _write_json(store, href, item.to_dict(include_self_link=False, transform_hrefs=True))
+    for path in store.fs.ls(root.fs_path, detail=False) if store.fs.exists(root.fs_path) else []:
+        if store.fs.isdir(path) and path.rstrip("/").rsplit("/", 1)[-1] not in ids:
+            store.fs.rm(path, recursive=True)
+    _write_json(store, collection.get_self_href(), collection.to_dict(include_self_link=False, transform_hrefs=True))
+    return root.join("collection.json").url
+
+
+def _write_json(store: Location, href: str, doc: dict) -> None:
+    store.fs.makedirs(href.rsplit("/", 1)[0], exist_ok=True)
+    with store.fs.open(href, "w") as f:
+        json.dump(doc, f, indent=1)
