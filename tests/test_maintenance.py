@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 import numpy as np
+import pytest
 import xarray as xr
 import zarr
 
@@ -26,13 +27,22 @@ def groups_of(repo, **ref) -> set[str]:
     return {f"{m}/{e}/{v}" for m, mg in root.groups() for e, eg in mg.groups() for v, _ in eg.groups()}
 
 
-def test_maintenance_removes_old_snapshots_keeps_every_group_readable_and_every_tag(archive, archive_dir, store_dir, instance, capsys):
+@pytest.fixture
+def tag_command():
+    """`ismip6 tag` in this process; the command installs its settings here, later tests read their own."""
+    from ismip6_assets.settings import install
+
+    yield lambda *args: ismip6(["tag", *args])
+    install(None)
+
+
+def test_maintenance_removes_old_snapshots_keeps_every_group_readable_and_every_tag(archive, archive_dir, store_dir, instance, capsys, tag_command):
     instance.add_dynamic_partitions("model_experiment", list(KEYS))
     for key in KEYS[:2]:
         assert run_partition(archive, instance, key).status == "OK"
-    assert ismip6(["tag", "v1.0", "--source", str(archive_dir), "--store", str(store_dir)]) == 0
+    assert tag_command("v1.0", "--source", str(archive_dir), "--store", str(store_dir)) == 0
     assert "v1.0" in capsys.readouterr().out
-    assert ismip6(["tag", "v1.0", "--source", str(archive_dir), "--store", str(store_dir)]) == 2  # tags are immutable
+    assert tag_command("v1.0", "--source", str(archive_dir), "--store", str(store_dir)) == 2  # tags are immutable
     assert "already exists" in capsys.readouterr().err
     tagged = groups_of(open_plain_repo(store_dir, archive_dir), tag="v1.0")
     # More history: a third partition, then a rewritten file (its old manifest loses its last reader).
