@@ -59,3 +59,11 @@ def test_the_view_snippet_computes_grounded_ice_volume_per_model_year(demo):
     assert sorted(printed) == sorted(expected) == list(range(2015, 2020))
     for year, volume in expected.items():
         assert volume > 0 and np.isclose(printed[year], volume, rtol=1e-5), (year, printed[year], volume)
+
+
+def test_the_read_snippet_prints_the_mean_of_the_first_time_step(demo):
+    (code,) = snippets("Read the store from xarray")
+    printed = float(run(code, demo).split()[0])
+    path = demo / "data/sample-archive/Projection-AIS/ILTS_PIK/SICOPOLIS1/hist_std/lithk_AIS_ILTS_PIK_SICOPOLIS_hist_std.nc"
+    with xr.open_dataset(path) as source:
+        assert np.isclose(printed, float(source.lithk.isel(time=0).mean()), rtol=1e-6)
