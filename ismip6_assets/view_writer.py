@@ -33,13 +33,14 @@ def field_of_file(vf: VirtualizedFile) -> ViewField:
     ds = vf.dataset
     if vf.variable not in ds.data_vars:
         raise NotViewable(f"the file holds no variable named {vf.variable!r}")
-    var = ds[vf.variable].variable
+    var = ds.variables[vf.variable]
     if not isinstance(var.data, ManifestArray) or var.data.manifest._inlined:
         raise NotViewable("its values are stored inline, not as references")
-    coords = {name: (np.asarray(ds[name].values), dict(ds[name].attrs)) for name in ("time", "x", "y") if name in ds.variables}
-    bounds = ds["time"].attrs.get("bounds") if "time" in ds.variables else None
-    if bounds and bounds in ds.variables:
-        coords["bounds"] = (np.asarray(ds[bounds].values), dict(ds[bounds].attrs))
+    variables = ds.variables  # Variables, not DataArrays: ~0.5 ms a file less
+    coords = {name: (np.asarray(variables[name].values), dict(variables[name].attrs)) for name in ("time", "x", "y") if name in variables}
+    bounds = variables["time"].attrs.get("bounds") if "time" in variables else None
+    if bounds and bounds in variables:
+        coords["bounds"] = (np.asarray(variables[bounds].values), dict(variables[bounds].attrs))
     return ViewField(vf.variable, vf.fingerprint, vf.url, array_metadata(var), var.data.manifest, coords)
 
 

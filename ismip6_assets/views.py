@@ -205,24 +205,53 @@ def _fill_value(f: ViewField, has_missing: bool):
 
 def _place(f: ViewField, years: np.ndarray | None, axis: np.ndarray) -> Placement:
     dims = f.dims
-    marr = ManifestArray(metadata=f.metadata, chunkmanifest=f.manifest)
     if years is None:  # no time dimension: the field as it is
         return Placement(f.variable, dataclasses.replace(f.metadata, fill_value=_fill_value(f, False)), f.manifest)
     positions = np.full(len(axis), -1, dtype="int64")
     positions[years - axis[0]] = np.arange(len(years))
     view_dims = tuple(YEAR if d == "time" else d for d in dims)
+    fill_value = _fill_value(f, bool((positions < 0).any()))
     try:
-        # VirtualiZarr's lazy alignment: every view chunk is one whole source chunk or missing.
-        ds = xr.Dataset({"v": xr.Variable(dims, marr)}, coords={"time": ("time", years)})
-        reindexed = ds.reindex(time=axis)["v"].data
+        metadata, manifest = _shift(f, years, axis, fill_value=fill_value, dimension_names=view_dims)
     except NotImplementedError:
         if dims != ("time",):
             chunk = f.metadata.chunks[dims.index("time")]
             raise NotViewable(f"time chunks of {chunk} steps do not line up with whole years from {axis[0]}") from None
-        metadata = _inline_metadata(f, len(axis), _fill_value(f, bool((positions < 0).any())))
+        metadata = _inline_metadata(f, len(axis), fill_value)
         return Placement(f.variable, dataclasses.replace(metadata, dimension_names=view_dims), None, positions)
-    metadata = dataclasses.replace(reindexed.metadata, fill_value=_fill_value(f, bool((positions < 0).any())), dimension_names=view_dims)
-    return Placement(f.variable, metadata, reindexed.manifest)
+    return Placement(f.variable, metadata, manifest)
+
+
+def _shift(f: ViewField, years: np.ndarray, axis: np.ndarray, **changes):
+    """The field's (metadata, manifest) on the year axis; NotImplementedError when a view chunk
+    would be part of a source chunk.
+
+    Consecutive years (the archive's rule) are a whole-chunk offset along time, done here with numpy
+    (~0.1 ms; the general path costs ~5 ms a variable on 86-step files). Anything else goes through
+    xarray's ``reindex``, which VirtualiZarr implements lazily with the same rule. `changes` are
+    applied to the returned metadata.
+    """
+    t = f.dims.index("time")
+    chunk, start = f.metadata.chunks[t], int(years[0] - axis[0])
+    if not np.array_equal(years, np.arange(years[0], years[0] + len(years))):
+        marr = ManifestArray(metadata=f.metadata, chunkmanifest=f.manifest)
+        ds = xr.Dataset({"v": xr.Variable(f.dims, marr)}, coords={"time": ("time", years)})
+        reindexed = ds.reindex(time=axis)["v"].data
+        return dataclasses.replace(reindexed.metadata, **changes), reindexed.manifest
+    # The source's last chunk may be partial only where the view's is too: at the axis' end.
+    if start % chunk or (len(years) % chunk and years[-1] != axis[-1]):
+        raise NotImplementedError("view chunks would split source chunks")
+    if start == 0 and len(years) == len(axis):
+        return dataclasses.replace(f.metadata, **changes), f.manifest
+    grid = list(f.manifest.shape_chunk_grid)
+    before, grid[t] = start // chunk, -(-len(axis) // chunk)
+    paths = np.full(grid, "", dtype=np.dtypes.StringDType())
+    offsets, lengths = np.zeros(grid, dtype=np.uint64), np.zeros(grid, dtype=np.uint64)
+    into = tuple(slice(before, before + f.manifest.shape_chunk_grid[t]) if i == t else slice(None) for i in range(len(grid)))
+    paths[into], offsets[into], lengths[into] = f.manifest._paths, f.manifest._offsets, f.manifest._lengths
+    manifest = ChunkManifest.from_arrays(paths=paths, offsets=offsets, lengths=lengths, validate_paths=False)
+    shape = tuple(len(axis) if i == t else n for i, n in enumerate(f.metadata.shape))
+    return dataclasses.replace(f.metadata, shape=shape, **changes), manifest
 
 
 def _inline_metadata(f: ViewField, n_years: int, fill_value):
