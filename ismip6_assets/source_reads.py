@@ -13,17 +13,18 @@ reads. Against GCS each is a round trip. `OneFileStore` wraps the source store f
   listed, or while it is read, fails with FileNotFoundError instead of being stored under the old
   fingerprint, and no second look at the object is needed.
 
-`virtualize.virtualize_rows` reads a partition's files from an object store in threads, so their
-round trips overlap.
+`prefetch` fetches the heads of many files at once (asyncio over obstore), so a partition waits
+for one round trip, not one per file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 HEAD_BYTES = 1024 * 1024
+PREFETCH_CONCURRENCY = 32
 
 
 class OneFileStore:
@@ -123,3 +124,20 @@ class OneFileStore:
 
         self._other(path)
         return await obstore.get_async(self._store, path, options={**(options or {}), **self._options})
+
+
+def prefetch(files: Iterable[OneFileStore], concurrency: int = PREFETCH_CONCURRENCY) -> list[BaseException | None]:
+    """Fetch the heads of `files` concurrently; per file None, or the error its fetch raised
+    (left for the file's own virtualization to report: it fetches again and fails the same way)."""
+    files = list(files)
+
+    async def run() -> list:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(f: OneFileStore):
+            async with gate:
+                await f.header_async()
+
+        return await asyncio.gather(*(one(f) for f in files), return_exceptions=True)
+
+    return list(asyncio.run(run())) if files else []

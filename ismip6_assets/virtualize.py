@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 
 import xarray as xr
@@ -20,7 +20,7 @@ from ismip6_assets.index import fingerprint_of
 from ismip6_assets.limits import check_limits
 from ismip6_assets.locations import Location
 from ismip6_assets.redact import redact
-from ismip6_assets.source_reads import OneFileStore
+from ismip6_assets.source_reads import OneFileStore, prefetch
 
 # Loaded inline (small, and needed to decode/fix); everything else stays a virtual reference.
 COORDINATE_NAMES = ["time", "time_bnds", "time_bounds", "x", "y", "lat", "lon", "lat_bnds", "lon_bnds", "x_bnds", "y_bnds"]
@@ -162,16 +162,6 @@ def _open(url: str, registry, file_format: str, size: int | None = None) -> xr.D
     )
 
 
-REMOTE_THREADS = 8
-_pool: list[ThreadPoolExecutor] = []
-
-
-def _remote_pool() -> ThreadPoolExecutor:
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(REMOTE_THREADS, thread_name_prefix="ismip6-remote-virtualize"))
-    return _pool[0]
-
-
 def virtualize_rows(
     rows: Iterable[dict],
     source: Location,
@@ -180,18 +170,19 @@ def virtualize_rows(
 ) -> VirtualizationResult:
     """Virtualize many files, sequentially or through any `concurrent.futures` executor.
 
-    Inline (no executor): on local disk one file after another (HDF5 parsing holds a process-wide
-    lock: threads gained nothing there); from an object store in `REMOTE_THREADS` threads, so a
-    partition's round trips overlap each other and the parses (22 files at 20 ms a request: ~2.0 s
-    one after another; 0.68-0.71 s with every head fetched at once (asyncio) and then 8 threads;
-    0.45-0.57 s in 8 threads alone, measured here: see README, Performance).
+    Inline (no executor), the heads of all files are fetched at once first (`source_reads.prefetch`),
+    so the partition waits on one round trip for them instead of one per file; the parses then run
+    one after another. Threads measured faster for one partition alone on gs:// but slower in whole
+    runs, where `ismip6 run`'s workers already overlap partitions (README, Performance).
     """
     rows = list(rows)
     result = VirtualizationResult()
-    if executor is None and source.local_dir is None and len(rows) > 1:
-        executor = _remote_pool()
-    mapper = executor.map if executor is not None else map
-    items = mapper(virtualize_file, rows, [source] * len(rows))
+    if executor is None:
+        reads = [file_store(row, source) for row in rows]
+        prefetch(r for row, r in zip(rows, reads) if int(row["size"]))
+        items = map(virtualize_file, rows, [source] * len(rows), reads)
+    else:
+        items = executor.map(virtualize_file, rows, [source] * len(rows))
     for i, item in enumerate(items, start=1):
         (result.failures if isinstance(item, FailureRecord) else result.files).append(item)
         if progress:
