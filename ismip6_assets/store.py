@@ -23,7 +23,7 @@ from ismip6_assets.locations import ConfigError, Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.settings import STORE_ENV, current
 from ismip6_assets.view_writer import write_view
-from ismip6_assets.views import VIEW_NAME
+from ismip6_assets.views import view_group
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
 
 # Handled by design, so silenced: the local-filesystem warning (one writer on local storage: the
@@ -191,6 +191,18 @@ def commit_message(partition: PartitionKey, written: list[str], removed: list[st
 COMMIT_ATTEMPTS = 6
 
 
+def _delete_view(root: zarr.Group, partition: PartitionKey) -> None:
+    """Remove the partition's view, and its model's folder under ``combined/`` once empty."""
+    group = view_group(partition)
+    if group in root:
+        del root[group]
+    parent = group.rsplit("/", 1)[0]
+    if parent in root and not list(root[parent].group_keys()):
+        del root[parent]
+        if not list(root[parent.split("/")[0]].group_keys()):
+            del root[parent.split("/")[0]]
+
+
 def commit_partition(
     repo: icechunk.Repository,
     partition: PartitionKey,
@@ -241,6 +253,7 @@ def _commit_once(
         del root[partition.group]
         if not list(root[partition.model_group].group_keys()):
             del root[partition.model_group]
+        _delete_view(root, partition)
         message = f"Removed partition {partition}: its archive folder is gone"
         return session.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20), message
     exp = root.require_group(partition.group)
@@ -252,10 +265,15 @@ def _commit_once(
         if vf.variable in exp:
             del exp[vf.variable]
     rebuild_view = rebuild_view or bool(write) or bool(removed)
-    if rebuild_view and VIEW_NAME in exp:
-        del exp[VIEW_NAME]
+    if rebuild_view:
+        _delete_view(root, partition)
     write_groups(session.store, [(vf.dataset, vf.group) for vf in write])
-    view = write_view(session.store, partition, write) if rebuild_view else None
+    view = None
+    if rebuild_view:
+        root.require_group(view_group(partition).rsplit("/", 1)[0])  # combined/INST_MODEL, for the view's group
+        view = write_view(session.store, partition, write)
+        if view is None:
+            _delete_view(root, partition)  # no variable group left: no view, and no empty parent
     new_failures = json.dumps([f.to_dict() for f in failures], sort_keys=True)
     if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
         exp.attrs[FAILURES_ATTR] = new_failures

@@ -31,7 +31,7 @@ from zarr.core.sync import sync
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import BRANCH, FAILURES_ATTR
-from ismip6_assets.views import SOURCES_ATTR, VIEW_NAME
+from ismip6_assets.views import SOURCES_ATTR, VIEW_ROOT, experiment_of_view, view_group
 from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR
 
 STATE_CACHE_VERSION = 2  # 2: the view's sources
@@ -83,19 +83,18 @@ def _stored_group(partition: PartitionKey, variable: str, attrs) -> StoredGroup:
     )
 
 
-def _state_of(partition: PartitionKey, exp: zarr.Group) -> PartitionState:
+def _state_of(partition: PartitionKey, exp: zarr.Group, store) -> PartitionState:
     state = _partition_state(exp.attrs)
     for name, group in exp.groups():
-        _add_child(state, partition, name, group.attrs)
+        state.groups[name] = _stored_group(partition, name, group.attrs)
+    view = _open_group(store, view_group(partition))
+    if view is not None:
+        _add_view(state, view.attrs)
     return state
 
 
-def _add_child(state: PartitionState, partition: PartitionKey, name: str, attrs) -> None:
-    """A child group of an experiment group: its view, or a variable group."""
-    if name == VIEW_NAME:
-        state.view_sources = {str(k): str(v) for k, v in dict(attrs.get(SOURCES_ATTR, {})).items()}
-    else:
-        state.groups[name] = _stored_group(partition, name, attrs)
+def _add_view(state: PartitionState, attrs) -> None:
+    state.view_sources = {str(k): str(v) for k, v in dict(attrs.get(SOURCES_ATTR, {})).items()}
 
 
 def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | None:
@@ -104,12 +103,13 @@ def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | 
     if exp is None or not set(_PARTITION_ATTRS) <= set(exp.attrs):
         return None
     key = PartitionKey(*(exp.attrs[a] for a in _PARTITION_ATTRS))
-    return key, _state_of(key, exp)
+    return key, _state_of(key, exp, store)
 
 
 def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> PartitionState:
-    exp = _open_group(repo.readonly_session(branch=branch).store, partition.group)
-    return PartitionState() if exp is None else _state_of(partition, exp)
+    store = repo.readonly_session(branch=branch).store
+    exp = _open_group(store, partition.group)
+    return PartitionState() if exp is None else _state_of(partition, exp, store)
 
 
 def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[PartitionKey, PartitionState]]:
@@ -124,7 +124,8 @@ def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[Partition
     if first == head:  # a new repository: nothing committed yet
         return {}
     paths = [p.strip("/") for p in repo.diff(from_snapshot_id=first, to_snapshot_id=head).new_groups]
-    paths = sorted(p for p in paths if p.count("/") in (1, 2))  # experiment and variable groups
+    # experiment and variable groups, and views (combined/INST_MODEL/EXP)
+    paths = sorted(p for p in paths if p.count("/") in (1, 2) and p.split("/")[0] != VIEW_ROOT or experiment_of_view(p) and p.count("/") == 2)
     attrs = dict(zip(paths, sync(_group_attributes(repo.readonly_session(snapshot_id=head).store, paths))))
     by_path: dict[str, tuple[PartitionKey, PartitionState]] = {}
     for path in paths:
@@ -132,9 +133,13 @@ def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[Partition
             by_path[path] = (PartitionKey(*(attrs[path][a] for a in _PARTITION_ATTRS)), _partition_state(attrs[path]))
     for path in paths:
         parent, _, name = path.rpartition("/")
-        if path.count("/") == 2 and parent in by_path:
+        experiment = experiment_of_view(path)
+        if experiment is not None:
+            if experiment in by_path:
+                _add_view(by_path[experiment][1], attrs[path])
+        elif path.count("/") == 2 and parent in by_path:
             key, state = by_path[parent]
-            _add_child(state, key, name, attrs[path])
+            state.groups[name] = _stored_group(key, name, attrs[path])
     return by_path
 
 
@@ -151,7 +156,7 @@ def _changed_experiment_paths(repo: icechunk.Repository, since: str, head: str) 
     paths = set(diff.new_groups) | set(diff.deleted_groups) | set(diff.updated_groups)
     paths |= set(diff.new_arrays) | set(diff.deleted_arrays) | set(diff.updated_arrays) | set(diff.updated_chunks)
     paths |= {p for pair in diff.moved_nodes for p in pair}  # (from, to) pairs
-    return {"/".join(p.strip("/").split("/")[:2]) for p in paths if p.strip("/")}
+    return {experiment_of_view(p) or "/".join(p.strip("/").split("/")[:2]) for p in paths if p.strip("/") and p.strip("/") != VIEW_ROOT}
 
 
 @dataclass

@@ -46,7 +46,7 @@ from ismip6_assets.locations import Location
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import PartitionState
 from ismip6_assets.view_writer import field_of_group
-from ismip6_assets.views import VARIABLES_ATTR, VIEW_NAME, YEAR, model_years
+from ismip6_assets.views import TIME, VARIABLES_ATTR, VIEW_ROOT, YEAR, experiment_of_view, model_years
 from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 
 # The fingerprint still matches, so no run rewrites such a group by itself: a changed fingerprint
@@ -232,8 +232,8 @@ def verify_partition(
             failed.add(candidate.item)
             result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
     # One finding per cause: a view field over a group already found bad reads the same bad bytes.
-    bad_groups = {g for f in result.findings if f"/{VIEW_NAME}/" not in f["item"] for g in (f["item"], f["item"].rsplit("/", 1)[0])}
-    result.findings = [f for f in result.findings if f"/{VIEW_NAME}/" not in f["item"] or _view_source_group(f["item"]) not in bad_groups]
+    bad_groups = {g for f in result.findings if experiment_of_view(f["item"]) is None for g in (f["item"], f["item"].rsplit("/", 1)[0])}
+    result.findings = [f for f in result.findings if experiment_of_view(f["item"]) is None or _view_source_group(f["item"]) not in bad_groups]
     result.groups = len(groups)
     if wanted and result.chunks == 0 and not result.findings:
         reason = (
@@ -260,7 +260,7 @@ def _sample_view(session: icechunk.Session, source: Location, state: PartitionSt
 
     The view's year of each source step comes from the variable group's time, as the view was
     built (views.model_years); a year the source lacks must read NaN (or the fill value)."""
-    view = f"{state_label(state)}/{VIEW_NAME}"
+    view = f"{VIEW_ROOT}/{state_label(state)}"  # the view of the experiment group the state's groups sit in
     item = view
     try:
         names = sorted(set(zarr.open_group(session.store, path=view, mode="r", zarr_format=3).attrs.get(VARIABLES_ATTR, [])) & set(state.groups))
@@ -282,10 +282,10 @@ def _sample_view(session: icechunk.Session, source: Location, state: PartitionSt
             warnings.simplefilter("ignore")
             with _open_source(source, stored.url) as original:
                 variable = original.variables[name]
-                if YEAR not in dims:
+                if TIME not in dims:
                     problem = "" if _same(actual, np.asarray(variable[region].values)) else f"chunk {coords} reads other values than the source"
                 else:
-                    axis = dims.index(YEAR)
+                    axis = dims.index(TIME)
                     field = sync(field_of_group(session.store, stored.group, name))[1]
                     step_of = {int(y): i for i, y in enumerate(model_years(field))}
                     years = np.asarray(zarr.open_array(session.store, path=f"{view}/{YEAR}", mode="r")[region[axis]])
@@ -311,9 +311,8 @@ def _sample_view(session: icechunk.Session, source: Location, state: PartitionSt
 
 
 def _view_source_group(item: str) -> str:
-    """``INST_MODEL/EXP/_view/var`` -> ``INST_MODEL/EXP/var``, the group the view field is made of."""
-    experiment, _, variable = item.partition(f"/{VIEW_NAME}/")
-    return f"{experiment}/{variable}"
+    """``combined/INST_MODEL/EXP/var`` -> ``INST_MODEL/EXP/var``, the group the view field is made of."""
+    return f"{experiment_of_view(item)}/{item.rstrip('/').rsplit('/', 1)[-1]}"
 
 
 def _same(actual: np.ndarray, expected: np.ndarray) -> bool:

@@ -22,7 +22,7 @@ from zarr.core.sync import sync
 
 from ismip6_assets.group_writer import array_metadata, store_rendered
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.views import VIEW_NAME, NotViewable, ViewField, ViewPlan, ViewSummary, plan_view, render_view, view_group
+from ismip6_assets.views import NotViewable, ViewField, ViewPlan, ViewSummary, plan_view, render_view, view_group
 from ismip6_assets.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, VirtualizedFile, one_line
 
 _VIRTUAL = 2  # icechunk.ChunkType.virtual, as array_chunk_iterator reports it
@@ -91,7 +91,7 @@ async def field_of_group(store, group: str, variable: str) -> tuple[str, ViewFie
 
 
 async def _variable_groups(store, experiment_group: str) -> list[str]:
-    return sorted(n for n in [n async for n in store.list_dir(experiment_group)] if n not in ("zarr.json", VIEW_NAME))
+    return sorted(n for n in [n async for n in store.list_dir(experiment_group)] if n != "zarr.json")
 
 
 def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -> ViewPlan:

@@ -1,10 +1,12 @@
 """Analysis-ready views: one dataset per model/experiment, every variable on ISMIP6 model years.
 
-The view of a partition is the group ``{INST}_{MODEL}/{EXP}/_view`` (a name no variable can have:
-variable names hold no ``_``), written in the same commit as the partition's variable groups. It
-holds each stored variable under its own name, on a shared integer ``year`` axis and the
-partition's ``x``/``y`` grid, so ``ds.lithk.sel(year=2050)`` and ``ds.acabf.sel(year=2050)`` are the
-state at the end of 2050 and the flux over 2050, with no alignment code.
+The view of a partition is the group ``combined/{INST}_{MODEL}/{EXP}`` (the path users of the
+public englacial/ismip-indexing store know), written in the same commit as the partition's
+variable groups. It holds each stored variable under its own name, on one ``time`` axis of model
+years and the partition's ``x``/``y`` grid: one step a year, stamped Jul 1 with ``time_bnds``
+[Jan 1 Y, Jan 1 Y+1] and an integer ``year`` coordinate, so ``ds.lithk.sel(time="2050")`` and
+``ds.acabf.sel(time="2050")`` are the state at the end of 2050 and the flux over 2050, with no
+alignment code. The axis is the sorted union of the years of the variables placed in it.
 
 - **Model year** of a time step: with time bounds, the year of the bounds' midpoint; otherwise an
   ST (state) variable's year is the year that ends at its stamp (Jan 1 Y+1 and Dec 31 Y are both
@@ -15,7 +17,7 @@ state at the end of 2050 and the flux over 2050, with no alignment code.
   ``fill_value``, which is NaN for floats. Only a time-only scalar series whose chunks do not fit
   the axis is stored inline (its few numbers copied); any other field that does not fit is left
   out, as is a variable on another grid or one whose steps share a year: each with its reason in
-  the group's ``ismip6_view_left_out`` attribute.
+  the group's ``ismip6_left_out`` attribute.
 - **What it was built from**: ``ismip6_view_sources`` maps every variable considered to the
   fingerprint of its group, so `reconcile.store_diff` tells a stale view from the group documents
   alone (store_state.py reads them).
@@ -44,14 +46,23 @@ from ismip6_assets.group_writer import RenderedGroup, metadata_document, render_
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.variables import variable_type
 
-VIEW_NAME = "_view"
+VIEW_ROOT = "combined"
 SOURCES_ATTR = "ismip6_view_sources"
 VARIABLES_ATTR = "ismip6_view_variables"
-LEFT_OUT_ATTR = "ismip6_view_left_out"
+LEFT_OUT_ATTR = "ismip6_left_out"
+TIME_RULE_ATTR = "ismip6_time_rule"
 INLINE_ATTR = "ismip6_view_inline"
 YEARS_ATTR = "ismip6_view_years"  # [first, last], or absent when no variable has time
 VARIABLE_YEARS_ATTR = "ismip6_view_variable_years"  # variable -> [first, last] of the years it has
 YEAR = "year"
+TIME = "time"
+TIME_BOUNDS = "time_bnds"
+TIME_RULE = (
+    "time is the ISMIP6 model year Y, stamped Jul 1 of Y with time_bnds [Jan 1 Y, Jan 1 Y+1]. "
+    "ST (state) variables: the snapshot that closes Y (a step stamped Jan 1 00:00 of Y+1 or Dec 31 of Y); "
+    "FL (flux) variables: the mean over Y (the year of the stamp, or of the midpoint of the time bounds). "
+    "The axis is the sorted union of the years of the variables in the view; a year a variable lacks reads as missing."
+)
 _EPOCH = np.datetime64("2000-01-01T00:00:00", "s")
 YEAR_ATTRS = {
     "long_name": "ISMIP6 model year",
@@ -60,7 +71,13 @@ YEAR_ATTRS = {
 
 
 def view_group(partition: PartitionKey) -> str:
-    return f"{partition.group}/{VIEW_NAME}"
+    return f"{VIEW_ROOT}/{partition.group}"
+
+
+def experiment_of_view(path: str) -> str | None:
+    """``combined/INST_MODEL/EXP[/...]`` -> ``INST_MODEL/EXP`` (the partition's group); None otherwise."""
+    parts = path.strip("/").split("/")
+    return "/".join(parts[1:3]) if parts[0] == VIEW_ROOT and len(parts) >= 3 else None
 
 
 class NotViewable(ValueError):
@@ -97,7 +114,7 @@ class Placement:
 @dataclass
 class ViewPlan:
     partition: PartitionKey
-    years: np.ndarray  # int, consecutive; empty when no variable has time
+    years: np.ndarray  # int, strictly increasing: the union of the placed variables' years; empty when none has time
     fields: dict[str, Placement] = field(default_factory=dict)
     left_out: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # every variable considered -> fingerprint
@@ -179,7 +196,7 @@ def plan_view(partition: PartitionKey, fields: list[ViewField], not_viewable: di
             left_out[f.variable] = f"grid {_grid_text(f)} differs from the view's {_grid_text(reference)}"
     usable = [f for f in usable if f.variable not in left_out]
     all_years = [years_of[f.variable] for f in usable if f.variable in years_of]
-    years = np.arange(min(y.min() for y in all_years), max(y.max() for y in all_years) + 1) if all_years else np.array([], dtype="int64")
+    years = np.unique(np.concatenate(all_years)).astype("int64") if all_years else np.array([], dtype="int64")
     plan = ViewPlan(partition, years, left_out=left_out, sources=sources)
     if reference is not None:
         plan.x, plan.y = reference.coords["x"], reference.coords["y"]
@@ -208,38 +225,39 @@ def _place(f: ViewField, years: np.ndarray | None, axis: np.ndarray) -> Placemen
     if years is None:  # no time dimension: the field as it is
         return Placement(f.variable, dataclasses.replace(f.metadata, fill_value=_fill_value(f, False)), f.manifest)
     positions = np.full(len(axis), -1, dtype="int64")
-    positions[years - axis[0]] = np.arange(len(years))
-    view_dims = tuple(YEAR if d == "time" else d for d in dims)
+    positions[np.searchsorted(axis, years)] = np.arange(len(years))
+    view_dims = dims
     fill_value = _fill_value(f, bool((positions < 0).any()))
     try:
         metadata, manifest = _shift(f, years, axis, fill_value=fill_value, dimension_names=view_dims)
     except NotImplementedError:
         if dims != ("time",):
             chunk = f.metadata.chunks[dims.index("time")]
-            raise NotViewable(f"time chunks of {chunk} steps do not line up with whole years from {axis[0]}") from None
+            raise NotViewable(f"time chunks of {chunk} steps do not line up with the view's years") from None
         metadata = _inline_metadata(f, len(axis), fill_value)
         return Placement(f.variable, dataclasses.replace(metadata, dimension_names=view_dims), None, positions)
     return Placement(f.variable, metadata, manifest)
 
 
 def _shift(f: ViewField, years: np.ndarray, axis: np.ndarray, **changes):
-    """The field's (metadata, manifest) on the year axis; NotImplementedError when a view chunk
+    """The field's (metadata, manifest) on the view's axis; NotImplementedError when a view chunk
     would be part of a source chunk.
 
-    Consecutive years (the archive's rule) are a whole-chunk offset along time, done here with numpy
-    (~0.1 ms; the general path costs ~5 ms a variable on 86-step files). Anything else goes through
-    xarray's ``reindex``, which VirtualiZarr implements lazily with the same rule. `changes` are
-    applied to the returned metadata.
+    Years that land on consecutive places of the axis (the archive's rule) are a whole-chunk offset
+    along time, done here with numpy (~0.1 ms; the general path costs ~5 ms a variable on 86-step
+    files). Anything else goes through xarray's ``reindex``, which VirtualiZarr implements lazily
+    with the same rule. `changes` are applied to the returned metadata.
     """
     t = f.dims.index("time")
-    chunk, start = f.metadata.chunks[t], int(years[0] - axis[0])
-    if not np.array_equal(years, np.arange(years[0], years[0] + len(years))):
+    places = np.searchsorted(axis, years)
+    chunk, start = f.metadata.chunks[t], int(places[0])
+    if not np.array_equal(places, np.arange(start, start + len(places))):
         marr = ManifestArray(metadata=f.metadata, chunkmanifest=f.manifest)
-        ds = xr.Dataset({"v": xr.Variable(f.dims, marr)}, coords={"time": ("time", years)})
-        reindexed = ds.reindex(time=axis)["v"].data
+        ds = xr.Dataset({"v": xr.Variable(f.dims, marr)}, coords={"time": ("time", places)})
+        reindexed = ds.reindex(time=np.arange(len(axis)))["v"].data
         return dataclasses.replace(reindexed.metadata, **changes), reindexed.manifest
     # The source's last chunk may be partial only where the view's is too: at the axis' end.
-    if start % chunk or (len(years) % chunk and years[-1] != axis[-1]):
+    if start % chunk or (len(years) % chunk and places[-1] != len(axis) - 1):
         raise NotImplementedError("view chunks would split source chunks")
     if start == 0 and len(years) == len(axis):
         return dataclasses.replace(f.metadata, **changes), f.manifest
@@ -274,6 +292,7 @@ def view_attributes(plan: ViewPlan) -> dict:
     attrs = {"institution": p.institution, "model_name": p.model, "experiment": p.experiment} | experiment_attributes(p.experiment)
     attrs |= {
         "title": f"ISMIP6 Antarctic ice sheet: {p.model_group} {p.experiment}, every variable on model years",
+        TIME_RULE_ATTR: TIME_RULE,
         VARIABLES_ATTR: sorted(plan.fields),
         LEFT_OUT_ATTR: dict(sorted(plan.left_out.items())),
         INLINE_ATTR: plan.inline,
@@ -283,6 +302,27 @@ def view_attributes(plan: ViewPlan) -> dict:
     if len(plan.years):
         attrs[YEARS_ATTR] = [int(plan.years[0]), int(plan.years[-1])]
     return attrs
+
+
+def _days_since_2000(years: np.ndarray, month: int) -> np.ndarray:
+    stamps = np.array([f"{int(y):04d}-{month:02d}-01" for y in years], dtype="datetime64[D]")
+    return (stamps - np.datetime64("2000-01-01", "D")).astype("float64")
+
+
+def year_axis(years: np.ndarray) -> dict[str, xr.Variable]:
+    """The view's ``time`` (Jul 1 of each model year), its ``time_bnds`` and the integer ``year``.
+
+    Values are days since 2000-01-01 on the proleptic Gregorian calendar, as the variable groups
+    store them (fixes/time.py), so plain ``xr.open_zarr`` decodes them to dates.
+    """
+    time_attrs = {"units": TARGET_UNITS, "calendar": TARGET_CALENDAR, "standard_name": "time", "axis": "T", "bounds": TIME_BOUNDS,
+                  "long_name": "ISMIP6 model year (stamped Jul 1; see ismip6_time_rule)"}
+    bounds = np.stack([_days_since_2000(years, 1), _days_since_2000(years + 1, 1)], axis=1)
+    return {
+        TIME: xr.Variable((TIME,), _days_since_2000(years, 7), time_attrs),
+        TIME_BOUNDS: xr.Variable((TIME, "bnds"), bounds, {}),
+        YEAR: xr.Variable((TIME,), years.astype("int32"), YEAR_ATTRS),
+    }
 
 
 def _coordinate_attrs(attrs: dict) -> dict:
@@ -295,7 +335,7 @@ def render_view(plan: ViewPlan, inline_values: dict[str, np.ndarray]) -> Rendere
     group = view_group(plan.partition)
     coords = {}
     if len(plan.years):
-        coords[YEAR] = xr.Variable((YEAR,), plan.years.astype("int32"), YEAR_ATTRS)
+        coords |= year_axis(plan.years)
     if plan.x is not None:
         coords["x"] = xr.Variable(("x",), plan.x[0], _coordinate_attrs(plan.x[1]))
         coords["y"] = xr.Variable(("y",), plan.y[0], _coordinate_attrs(plan.y[1]))
