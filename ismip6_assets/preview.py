@@ -159,7 +159,7 @@ def is_synthetic(ds: xr.Dataset) -> bool:
 def open_snippet(store: Location, source: Location, group: str, variable: str, selection: str = "isel(time=0)") -> str:
     """Python a person can paste as is to open `group` of this store with icechunk and xarray.
 
-    It prints the mean of ``ds[variable].{selection}`` (e.g. ``sel(year=2100)`` for a view; empty:
+    It prints the mean of ``ds[variable].{selection}`` (e.g. ``sel(time="2100")`` for a view; empty:
     the whole variable). Holds locations only, never credentials: GCS reads use the reader's own environment.
     """
     storage, credentials = store.storage_code(), source.chunk_credentials_code()

@@ -95,7 +95,7 @@ def test_catalog_equals_the_store_after_runs_a_deletion_and_a_refresh(demo, inst
     lithk = catalog.set_index("group").loc["AWI_PISM1/exp05/lithk"]
     assert (lithk["variable_type"], lithk["units"], lithk["standard_name"]) == ("ST", "m", "land_ice_thickness")
     assert (lithk["first_year"], lithk["last_year"], lithk["n_times"], lithk["grid_km"], lithk["format"]) == (2015, 2015 + N_TIMES - 1, N_TIMES, 32, "netcdf4")
-    assert lithk["view"] == "AWI_PISM1/exp05/_view"
+    assert lithk["view"] == "combined/AWI_PISM1/exp05"
     hist = catalog[(catalog["experiment"] == "hist_std") & (catalog["variable"] == "lithk")].iloc[0]
     assert hist["last_year"] == 2014 and hist["format"] == "netcdf3"  # the historical run ends where projections start
 

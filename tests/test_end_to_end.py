@@ -86,7 +86,9 @@ def test_corrupt_file_is_a_failure_record_and_the_rest_is_committed(archive, arc
     assert records[0]["error"] and "\n" not in records[0]["error"]
     repo = open_plain_repo(store_dir, archive_dir)
     groups = set(zarr.open_group(repo.readonly_session("main").store, path="AWI_PISM1/exp05", mode="r").group_keys())
-    assert groups == {"lithk", "acabf", "lim", "_view"}
+    assert groups == {"lithk", "acabf", "lim"}
+    view = zarr.open_group(repo.readonly_session("main").store, path="combined/AWI_PISM1/exp05", mode="r")
+    assert sorted(view.attrs["ismip6_view_variables"]) == ["acabf", "lim", "lithk"]  # the failed file is not in it
     assert any(f["category"] == "failed" for f in outcome.findings)
 
 

@@ -94,7 +94,7 @@ def test_commit_metadata_says_what_changed_and_stays_plottable_on_a_rerun(archiv
     assert "data:image/png;base64," in second["preview"].value  # every materialization shows the partition
     # The view: its group, model years and variables, on every materialization.
     for metadata in (first, second):
-        assert metadata["view"].value == "AWI_PISM1/exp05/_view" and metadata["view_years"].value == "2015-2017"
+        assert metadata["view"].value == "combined/AWI_PISM1/exp05" and metadata["view_years"].value == "2015-2017"
         assert metadata["view_variables"].value == 4 and metadata["view_variable_names"].value == "acabf, lim, lithk, orog"
 
 
@@ -122,7 +122,7 @@ def test_open_with_xarray_snippet_runs_as_pasted(archive, archive_dir, instance,
     assert proc.returncode == 0, proc.stderr
     printed_mean = float(proc.stdout.strip().splitlines()[-1])
     # It opens the view and reads lithk in its last model year: the source's last step (ST on Jan 1 2018 = end of 2017).
-    assert "group='AWI_PISM1/exp05/_view'" in code and "sel(year=2017)" in code
+    assert "group='combined/AWI_PISM1/exp05'" in code and 'sel(time="2017")' in code
     with xr.open_dataset(archive_dir / "Projection-AIS/AWI/PISM1/exp05/lithk_AIS_AWI_PISM1_exp05.nc") as source:
         expected = float(source["lithk"].isel(time=-1).mean())
     assert np.isclose(printed_mean, expected, rtol=1e-6)

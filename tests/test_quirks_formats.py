@@ -80,7 +80,7 @@ def test_broken_files_are_failure_records_and_the_rest_is_committed(quirks, tmp_
 
     repo = open_plain_repo(tmp_path / "store", archive)
     exp = zarr.open_group(repo.readonly_session("main").store, path="ULB_fETISh_32km/expA1", mode="r")
-    assert set(exp.group_keys()) == {"lithk", "_view"}
+    assert set(exp.group_keys()) == {"lithk"}
     import json
 
     errors = {r["url"].rsplit("/", 1)[-1]: r["error"] for r in json.loads(exp.attrs["ismip6_failures"])}

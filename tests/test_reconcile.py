@@ -142,7 +142,7 @@ def test_a_missing_or_stale_view_is_error_and_the_next_commit_rebuilds_it():
     for diff, category in ((missing, "view_missing"), (older, "view_stale"), (lost, "view_stale")):
         assert diff.status == "ERROR" and diff.behind and diff.counts()["view_behind"] == 1
         row = next(r for r in diff.rows() if r["category"] == category)
-        assert row["item"] == "AWI_PISM1/exp05/_view" and "next run" in row["reason"]
+        assert row["item"] == "combined/AWI_PISM1/exp05" and "next run" in row["reason"]
         assert commit_plan(diff, [], []).rebuild_view
     assert not commit_plan(current, [], []).rebuild_view
     # The sensor asks again once the view changed: the run key carries the view's state.

@@ -25,6 +25,7 @@ from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.sample_archive import grid
 from ismip6_assets.store import commit_partition, open_repository
 from ismip6_assets.store_state import read_partition_state, read_store_state
+from ismip6_assets.views import view_group
 from ismip6_assets.virtualize import virtualize_rows
 from tests.conftest import open_plain_repo
 
@@ -123,7 +124,7 @@ def built(tmp_path_factory):
 
 def open_view(store: Path, archive: Path, key: PartitionKey) -> xr.Dataset:
     repo = open_plain_repo(store, archive)
-    return xr.open_zarr(repo.readonly_session("main").store, group=f"{key.group}/_view", consolidated=False)
+    return xr.open_zarr(repo.readonly_session("main").store, group=view_group(key), consolidated=False)
 
 
 def assert_matches_source(view: xr.Dataset, path: Path, variable: str, years: list[int] | None) -> None:
@@ -131,10 +132,10 @@ def assert_matches_source(view: xr.Dataset, path: Path, variable: str, years: li
     source = xr.open_dataset(path)[variable].load()
     if years is None:
         np.testing.assert_array_equal(view[variable].values, source.values)
-        assert "year" not in view[variable].dims
+        assert "time" not in view[variable].dims
         return
-    for year in view["year"].values.tolist():
-        got = view[variable].sel(year=year).values
+    for step, year in enumerate(view["year"].values.tolist()):
+        got = view[variable].isel(time=step).values
         if year in years:
             np.testing.assert_array_equal(got, source.isel(time=years.index(year)).values, err_msg=f"{variable} {year}")
         else:
@@ -146,6 +147,10 @@ def test_each_time_convention_lands_on_its_model_years(built, variable):
     archive, store = built
     view = open_view(store, archive, CONVENTIONS)
     assert view["year"].values.tolist() == [2015, 2016, 2017, 2018]
+    # One strictly increasing time a year: Jul 1, bounded by the year's Jan 1 and the next one's.
+    assert [str(t)[:10] for t in view["time"].values] == ["2015-07-01", "2016-07-01", "2017-07-01", "2018-07-01"]
+    assert [str(t)[:10] for t in view["time_bnds"].values[0]] == ["2015-01-01", "2016-01-01"]
+    assert "ismip6_time_rule" in view.attrs and "Jul 1" in view.attrs["ismip6_time_rule"]
     key, _time, years, _options = CASES[variable]
     assert_matches_source(view, _path(archive, key, variable), variable, years)
 
@@ -153,8 +158,8 @@ def test_each_time_convention_lands_on_its_model_years(built, variable):
 def test_what_does_not_fit_is_inline_if_a_scalar_series_and_otherwise_left_out_with_its_reason(built):
     archive, store = built
     view = open_view(store, archive, CONVENTIONS)
-    assert "yvelmean" not in view and view.attrs["ismip6_view_left_out"] == {
-        "yvelmean": "time chunks of 2 steps do not line up with whole years from 2015"
+    assert "yvelmean" not in view and view.attrs["ismip6_left_out"] == {
+        "yvelmean": "time chunks of 2 steps do not line up with the view's years"
     }
     assert view.attrs["ismip6_view_inline"] == ["lim"]
     assert sorted(view.attrs["ismip6_view_variables"]) == sorted(v for v in CASES if v != "yvelmean")
@@ -175,7 +180,7 @@ def test_a_partition_on_another_grid_keeps_its_grid_and_leaves_out_the_odd_one(b
     assert view.sizes["x"] == view.sizes["y"] == 61
     for variable in ("lithk", "orog"):
         assert_matches_source(view, _path(archive, OTHER_GRID, variable), variable, GRID_CASES[variable][2])
-    assert view.attrs["ismip6_view_left_out"] == {"acabf": "grid 31×31 differs from the view's 61×61"}
+    assert view.attrs["ismip6_left_out"] == {"acabf": "grid 31×31 differs from the view's 61×61"}
 
 
 def _refs(store, path: str) -> dict[tuple[int, ...], tuple[str, int, int]]:
@@ -194,11 +199,11 @@ def test_the_view_holds_the_same_references_as_the_variable_groups(built):
     session_store = open_plain_repo(store, archive).readonly_session("main").store
     first_year = 2015
     for variable, key, _time, years, options in ALL_CASES:
-        attrs = json.loads(asyncio.run(session_store.get(f"{key.group}/_view/zarr.json", _prototype())).to_bytes())["attributes"]
+        attrs = json.loads(asyncio.run(session_store.get(f"{view_group(key)}/zarr.json", _prototype())).to_bytes())["attributes"]
         if variable not in attrs["ismip6_view_variables"] or variable in attrs["ismip6_view_inline"]:
             continue
         group = _refs(session_store, f"{key.group}/{variable}/{variable}")
-        view = _refs(session_store, f"{key.group}/_view/{variable}")
+        view = _refs(session_store, f"{view_group(key)}/{variable}")
         assert group and set(view.values()) == set(group.values()), variable
         chunk = options.get("chunk", 4 if options.get("scalar") else 1)
         for coords, ref in group.items():  # each source chunk sits at its model year's chunk
@@ -250,8 +255,8 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
         cursor = tick(resource, instance, None)[0].cursor
         session = open_plain_repo(store, archive).writable_session("main")
         root = zarr.open_group(session.store, mode="a")
-        del root[f"{CONTIGUOUS.group}/_view"]  # lost by hand
-        root[f"{OTHER_GRID.group}/_view"].attrs["ismip6_view_sources"] = {"lithk": "another file"}  # stale
+        del root[view_group(CONTIGUOUS)]  # lost by hand
+        root[view_group(OTHER_GRID)].attrs["ismip6_view_sources"] = {"lithk": "another file"}  # stale
         session.commit("damage two views by hand")
 
         result, _added = tick(resource, instance, cursor)
@@ -262,7 +267,7 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
         finally:
             install(None)  # the command installs its settings in this process; later tests read their own
         out = capsys.readouterr().out
-        assert f"view_missing: {CONTIGUOUS.group}/_view" in out and f"view_stale: {OTHER_GRID.group}/_view" in out
+        assert f"view_missing: {view_group(CONTIGUOUS)}" in out and f"view_stale: {view_group(OTHER_GRID)}" in out
 
         outcomes = run_archive(resource, instance)
         assert {o.partition: (o.status, o.ran) for o in outcomes if o.ran} == {str(CONTIGUOUS): ("OK", True), str(OTHER_GRID): ("OK", True)}
@@ -271,7 +276,7 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
         shutil.rmtree(archive / "Projection-AIS" / CONTIGUOUS.institution)  # every file of the partition gone
         commit_archive(archive, store)
         exp = zarr.open_group(open_plain_repo(store, archive).readonly_session("main").store, mode="r")
-        assert CONTIGUOUS.model_group not in exp and f"{OTHER_GRID.group}/_view" in exp
+        assert CONTIGUOUS.model_group not in exp and f"combined/{CONTIGUOUS.model_group}" not in exp and view_group(OTHER_GRID) in exp
 
 
 def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_and_why(built):
@@ -281,9 +286,9 @@ def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_a
     archive, store = built
     view = read_view(open_plain_repo(store, archive).readonly_session("main").store, CONVENTIONS)
     metadata = view_metadata(view)
-    assert metadata["view"] == "AWI_PISM1/exp05/_view" and metadata["view_years"] == "2015-2018" and metadata["view_variables"] == 9
+    assert metadata["view"] == "combined/AWI_PISM1/exp05" and metadata["view_years"] == "2015-2018" and metadata["view_variables"] == 9
     assert [r.data for r in metadata["view_left_out"].records] == [
-        {"variable": "yvelmean", "reason": "time chunks of 2 steps do not line up with whole years from 2015"}
+        {"variable": "yvelmean", "reason": "time chunks of 2 steps do not line up with the view's years"}
     ]
     assert metadata["view_inline"] == "lim" and view.variable_years["topg"] == (2016, 2017)
 
@@ -309,12 +314,12 @@ def test_the_deep_check_samples_the_view_and_finds_a_wrong_reference_in_it(built
     for key in (CONVENTIONS, CONTIGUOUS, OTHER_GRID):
         _rows, diff = partition_diff(source, parse_location(str(store), "store"), key, repo)
         verified = verify_partition(repo, source, read_partition_state(repo, key), diff.ok)
-        assert verified.findings == [] and any("/_view/" in r["item"] for r in verified.read), (key, verified.read)
+        assert verified.findings == [] and any(r["item"].startswith("combined/") for r in verified.read), (key, verified.read)
 
     # Every field of one view gets its last chunk pointed at the first bytes of its file.
     session = open_plain_repo(store, archive).writable_session("main")
     for variable in CONTIGUOUS_CASES:
-        path = f"{CONTIGUOUS.group}/_view/{variable}"
+        path = f"{view_group(CONTIGUOUS)}/{variable}"
         array = zarr_array(session.store, path)
         key = f"{path}/c/" + "/".join(map(str, sample_chunks(array.shape, array.chunks, 1)[0]))
         length = int(asyncio.run(session.store.getsize(key)))
@@ -322,7 +327,7 @@ def test_the_deep_check_samples_the_view_and_finds_a_wrong_reference_in_it(built
     session.commit("sabotage the view")
     _rows, diff = partition_diff(source, parse_location(str(store), "store"), CONTIGUOUS, repo)
     verified = verify_partition(repo, source, read_partition_state(repo, CONTIGUOUS), diff.ok, SamplePolicy(max_variables=1))
-    assert [f["item"].rsplit("/", 2)[-2] for f in verified.findings] == ["_view"], verified.findings
+    assert [f["item"].split("/")[0] for f in verified.findings] == ["combined"], verified.findings
     assert "reads other values than the source" in verified.findings[0]["reason"]
 
 
@@ -360,3 +365,18 @@ def test_the_numpy_shift_is_virtualizarrs_lazy_reindex(built, variable, axis):
     assert metadata is not None and metadata.shape == reindexed.shape and metadata.chunks == reindexed.metadata.chunks
     for name in ("_paths", "_offsets", "_lengths"):
         np.testing.assert_array_equal(getattr(manifest, name), getattr(reindexed.manifest, name))
+
+
+def test_the_axis_is_the_union_of_the_variables_years_with_no_other_years(tmp_path):
+    """lithk 2015-2016 and acabf 2020: the view holds 2015, 2016 and 2020, not the years between."""
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    key = PartitionKey("VUB", "AISMPALEO", "exp05")
+    write_case(_path(archive, key, "lithk"), "lithk", [365, 730], {})  # ST: 2015, 2016
+    write_case(_path(archive, key, "acabf"), "acabf", [5 * 365 + 182.5], {})  # FL mid-2020
+    commit_archive(archive, store)
+    view = open_view(store, archive, key)
+    assert view["year"].values.tolist() == [2015, 2016, 2020]
+    assert [str(t)[:10] for t in view["time"].values] == ["2015-07-01", "2016-07-01", "2020-07-01"]
+    assert_matches_source(view, _path(archive, key, "lithk"), "lithk", [2015, 2016])
+    assert_matches_source(view, _path(archive, key, "acabf"), "acabf", [2020])
+    assert view.attrs["ismip6_left_out"] == {}

@@ -116,4 +116,4 @@ def open_code(store: Location, source: Location, partition: PartitionKey, view: 
         return open_snippet(store, source, partition.variable_group(example), example)
     example = example if example in view.variables else view.variables[0]
     years = view.variable_years.get(example)
-    return open_snippet(store, source, view.group, example, f"sel(year={years[1]})" if years else "")
+    return open_snippet(store, source, view.group, example, f"sel(time=\"{years[1]}\")" if years else "")
