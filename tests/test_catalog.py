@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,15 +20,8 @@ from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import read_store_state
 from tests.conftest import N_TIMES, open_group, open_plain_repo
+from tests.test_readme import snippets as readme_snippets
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def readme_snippets(section: str) -> list[str]:
-    text = README.read_text()
-    start = text.index(f"\n## {section}")
-    end = text.find("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start : end if end > 0 else None], re.S)
 
 
 def stored_rows(store_dir: Path, archive_dir: Path) -> pd.DataFrame:

@@ -94,6 +94,21 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr[-3000:]
     assert "0 ERROR" in reconcile.stdout
 
+    # The README's reader snippet, as written but for the two calls that must name the emulator.
+    from tests.test_readme import snippets
+
+    (code,) = snippets("Google Cloud Storage")
+    key = emulator_service_account_key(gcs.url)
+    production = ('icechunk.gcs_storage(bucket="ismip6-icechunk", prefix="store", from_env=True)', "icechunk.gcs_credentials(anonymous=True)")
+    assert all(call in code for call in production)
+    code = code.replace(production[0], f"icechunk.gcs_storage(bucket='ismip6-icechunk', prefix='store', service_account_key={key!r})")
+    code = code.replace(production[1], f"icechunk.gcs_credentials(service_account_key={key!r})")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    (last,) = sorted((gcs_archive / "Projection-AIS/AWI/PISM1/exp05").glob("lithk_*.nc"))
+    with xr.open_dataset(last) as source:
+        assert np.isclose(float(printed.stdout.split()[0]), float(source.lithk.isel(time=-1).mean()), rtol=1e-6)
+
 
 def _virtualized(keys: list[str]):
     source = parse_location("gs://ismip6", "source")
