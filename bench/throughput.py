@@ -155,7 +155,8 @@ def phase_rerun_one(source: str, store: str) -> dict:
 
 def phase_reconcile(source: str, store: str) -> dict:
     """`reconcile_archive` twice: ``cold`` without the saved store state (every group document read),
-    then as usual, with the state file the cold run left at the branch head."""
+    then as usual, with the state file the pipeline's run left at the branch head. Reconcile is
+    read-only, so the cold run writes none: the file is set aside for it and put back after."""
     from ismip6_assets.locations import parse_location
     from ismip6_assets.runner import reconcile_archive
     from ismip6_assets.store_state import state_cache_path
@@ -165,9 +166,11 @@ def phase_reconcile(source: str, store: str) -> dict:
         return {"partitions": len(diffs), "statuses": {s: sum(d.status == s for d in diffs) for s in {d.status for d in diffs}}}
 
     state_file = Path(state_cache_path(parse_location(store, "store")).path)
-    state_file.unlink(missing_ok=True)
+    aside = state_file.with_suffix(".bench-aside")
+    state_file.rename(aside)
     cold = _measure(reconcile)
-    assert state_file.exists()
+    assert not state_file.exists(), "ismip6 reconcile wrote the state file: read-only commands write nothing"
+    aside.rename(state_file)
     return _measure(reconcile) | {"cold_seconds": cold["seconds"]}
 
 
