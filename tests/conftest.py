@@ -51,6 +51,16 @@ def instance():
         yield inst
 
 
+@pytest.fixture(autouse=True)
+def _environment_settings_after_each_test():
+    """`ismip6 ...` run in-process installs its checked settings process-wide (cli.main); the next
+    test must read its own environment (monkeypatched ISMIP6_* variables), not the last command's."""
+    yield
+    from ismip6_assets.settings import install
+
+    install(None)
+
+
 def open_plain_repo(store_dir, source_dir) -> icechunk.Repository:
     """Open the store the way a user would: plain icechunk, no project code."""
     prefix = f"file://{os.path.realpath(source_dir)}/"
