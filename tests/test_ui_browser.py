@@ -346,11 +346,12 @@ def test_materialize_a_partition_then_see_it_and_its_check_in_the_browser(dagste
             expect(page.get_by_text("Non-blocking, deliberately")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "check-page.png"))
 
-            # The asset graph: the three assets, with the check passed on the last one.
+            # The asset graph: the partitioned assets and the catalog downstream of the commit. With
+            # four nodes the graph opens zoomed out, which hides each node's check status: the
+            # check's Passed is asserted on the check page above.
             page.goto(f"{server.base_url}/asset-groups")
-            for name in ("file_index", "virtual_dataset", "icechunk_commit"):
+            for name in ("file_index", "virtual_dataset", "icechunk_commit", "store_catalog"):
                 expect(page.get_by_text(name).first).to_be_visible()
-            expect(page.get_by_text("1 / 1 Passed")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
         finally:
             browser.close()
