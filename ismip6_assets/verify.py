@@ -142,7 +142,7 @@ def compare_chunk(session: icechunk.Session, source: Location, candidate: _Candi
             if tuple(variable.shape) != candidate.shape:
                 return f"shape {candidate.shape} in the store, {tuple(variable.shape)} in the source"
             expected = np.asarray(variable[region].values)
-    if actual.shape != expected.shape or not np.array_equal(actual, expected, equal_nan=actual.dtype.kind == "f"):
+    if not _same(actual, expected):
         return f"chunk {coords} decodes to other values than the source"
     return ""
 

@@ -61,6 +61,20 @@ def _environment_settings_after_each_test():
     install(None)
 
 
+@pytest.fixture
+def run_committed(archive, archive_dir, store_dir, instance):
+    """Run a partition of the sample archive through Dagster (its check OK); return the store as a
+    user opens it."""
+    from ismip6_assets.runner import run_partition
+
+    def run(key: str) -> icechunk.Repository:
+        instance.add_dynamic_partitions("model_experiment", [key])
+        assert run_partition(archive, instance, key).status == "OK"
+        return open_plain_repo(store_dir, archive_dir)
+
+    return run
+
+
 def open_plain_repo(store_dir, source_dir) -> icechunk.Repository:
     """Open the store the way a user would: plain icechunk, no project code."""
     prefix = f"file://{os.path.realpath(source_dir)}/"

@@ -8,18 +8,15 @@ import icechunk
 import pytest
 
 from ismip6_assets.fixes.grid import EPSG_3031_WKT
-from ismip6_assets.runner import run_partition
 from ismip6_assets.variables import VARIABLES
-from tests.conftest import open_group, open_plain_repo
+from tests.conftest import open_group
 
 KEY = "AWI/PISM1/exp05"
 
 
 @pytest.fixture
-def stored(archive, archive_dir, store_dir, instance):
-    instance.add_dynamic_partitions("model_experiment", [KEY])
-    assert run_partition(archive, instance, KEY).status == "OK"
-    return open_plain_repo(store_dir, archive_dir)
+def stored(run_committed):
+    return run_committed(KEY)
 
 
 def test_cf_xarray_finds_the_crs_and_the_ismip6_names_of_a_stored_group(stored):

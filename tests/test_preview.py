@@ -13,8 +13,6 @@ from PIL import Image
 
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.preview import SIZE_PX, partition_preview, read_slice, render_png
-from ismip6_assets.runner import run_partition
-from tests.conftest import open_plain_repo
 
 KEY = "AWI/PISM1/exp05"
 PARTITION = PartitionKey.parse(KEY)
@@ -22,10 +20,8 @@ LITHK = "Projection-AIS/AWI/PISM1/exp05/lithk_AIS_AWI_PISM1_exp05.nc"
 
 
 @pytest.fixture
-def committed(archive, archive_dir, store_dir, instance):
-    instance.add_dynamic_partitions("model_experiment", [KEY])
-    assert run_partition(archive, instance, KEY).status == "OK"
-    return open_plain_repo(store_dir, archive_dir)
+def committed(run_committed):
+    return run_committed(KEY)
 
 
 def png_image(png: bytes) -> Image.Image:
