@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -57,6 +59,30 @@ def per_file(counts: dict[str, int], files: int) -> dict[str, float]:
     return out
 
 
+# What a storage request was for, by the object it names (first match wins).
+REQUEST_KINDS = [
+    ("source listing", re.compile(rf"/b/{SOURCE_BUCKET}/o(\?|$)")),
+    ("source reads", re.compile(rf"/{SOURCE_BUCKET}/Projection-AIS/|/b/{SOURCE_BUCKET}/o/")),
+    ("store listing", re.compile(rf"/b/{STORE_BUCKET}/o(\?|$)")),
+    *((f"icechunk {name}", re.compile(f"/{name}/")) for name in ("manifests", "chunks", "snapshots", "transactions", "refs")),
+    ("icechunk config", re.compile(r"/(config\.yaml|repo)$")),
+    *((f"sidecar {name}", re.compile(f"/{name}/")) for name in ("index", "dagster", "failures", "catalog")),
+]
+
+
+def request_kinds(requests: list[tuple]) -> dict[str, dict[str, int]]:
+    """The proxy's request log as counts by what each request was for and by method."""
+    out: dict[str, dict[str, int]] = {}
+    for method, target, *_ in requests:
+        if method == "XML-PUT":  # the proxy's second record of an XML PUT
+            continue
+        path = urllib.parse.unquote(target)
+        kind = next((k for k, pattern in REQUEST_KINDS if pattern.search(path)), "other")
+        out.setdefault(kind, {}).setdefault(method, 0)
+        out[kind][method] += 1
+    return dict(sorted(out.items(), key=lambda kv: -sum(kv[1].values())))
+
+
 def run(scale: float, latency_ms: float, workdir: Path) -> dict:
     archive = workdir / f"archive-scale{scale:g}"
     t = time.perf_counter()
@@ -85,13 +111,16 @@ def run(scale: float, latency_ms: float, workdir: Path) -> dict:
         emulator.set_delay(latency_ms)
         cpu0 = _emulator_cpu(emulator)
         store = f"gs://{STORE_BUCKET}/bench-{uuid.uuid4().hex[:8]}"
+        emulator.requests(clear=True)
         result["gcs"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+        result["gcs"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         result["gcs"]["emulator_cpu_seconds"] = round(_emulator_cpu(emulator) - cpu0, 2)
         # A refresh after one rewritten file: one listing of the archive, one partition's run.
         touched = shape.touch_one(archive)
         try:
             gcs_filesystem().put(str(touched), f"{SOURCE_BUCKET}/{touched.relative_to(archive).as_posix()}")
             result["gcs_refresh"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+            result["gcs_refresh"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         finally:
             shape.restore_one(touched)
     finally:
@@ -125,6 +154,9 @@ def report(result: dict) -> None:
     refresh = result["gcs_refresh"]
     print(f"refresh on gs:// after one rewritten file: {refresh['seconds']:.1f} s = {refresh['percent_of_full_run']}% of the full gs:// run, "
           f"{sum(refresh['requests'].values())} requests ({', '.join(f'{k} {v}' for k, v in sorted(refresh['requests'].items()))})")
+    for name in ("gcs", "gcs_refresh"):
+        kinds = result[name].get("requests_by_kind", {})
+        print(f"{name} requests by kind: " + "; ".join(f"{k} {sum(v.values())} ({', '.join(f'{m} {n}' for m, n in v.items())})" for k, v in kinds.items()))
     print(f"load average before {result['load_before']}, after {result['load_after']}")
 
 

@@ -52,7 +52,9 @@ def is_map(ds: xr.Dataset, variable: str) -> bool:
 
 
 def open_group(repo: icechunk.Repository, group: str, branch: str = BRANCH) -> xr.Dataset:
-    return xr.open_zarr(repo.readonly_session(branch=branch).store, group=group, consolidated=False, decode_times=False)
+    # chunks=None: lazy arrays without Dask, whose scheduler set-up (and import of distributed)
+    # cost ~50 ms of CPU a preview; one slice is read either way.
+    return xr.open_zarr(repo.readonly_session(branch=branch).store, group=group, consolidated=False, decode_times=False, chunks=None)
 
 
 def read_slice(repo: icechunk.Repository, group: str, variable: str, time_index: int = 0) -> xr.DataArray:

@@ -82,21 +82,21 @@ def write_collection(store: Location, collection: pystac.Collection, changed: se
     """
     root = store.join("catalog", "stac")
     collection.normalize_hrefs(root.local_dir or root.url)
-    ids = set()
+    # One listing says which Items exist (a request per Item was most of a refresh's catalog time on gs://).
+    present = {root.relpath_of(path) for path in store.fs.find(root.fs_path)}
+    docs, ids = {}, set()
     for item in collection.get_items():
         ids.add(item.id)
         key = "/".join(item.properties[f"ismip6:{k}"] for k in ("institution", "model", "experiment"))
-        href = item.get_self_href()
-        if changed is None or key in changed or not store.fs.exists(href):
-            _write_json(store, href, item.to_dict(include_self_link=False, transform_hrefs=True))
-    for path in store.fs.ls(root.fs_path, detail=False) if store.fs.exists(root.fs_path) else []:
-        if store.fs.isdir(path) and path.rstrip("/").rsplit("/", 1)[-1] not in ids:
-            store.fs.rm(path, recursive=True)
-    _write_json(store, collection.get_self_href(), collection.to_dict(include_self_link=False, transform_hrefs=True))
+        relpath = root.relpath_of(item.get_self_href())
+        if changed is None or key in changed or relpath not in present:
+            docs[relpath] = _json(item.to_dict(include_self_link=False, transform_hrefs=True))
+    docs["collection.json"] = _json(collection.to_dict(include_self_link=False, transform_hrefs=True))
+    root.put_many(docs)
+    for gone in sorted({relpath.split("/")[0] for relpath in present if "/" in relpath} - ids):
+        store.fs.rm(root.join(gone).fs_path, recursive=True)
     return root.join("collection.json").url
 
 
-def _write_json(store: Location, href: str, doc: dict) -> None:
-    store.fs.makedirs(href.rsplit("/", 1)[0], exist_ok=True)
-    with store.fs.open(href, "w") as f:
-        json.dump(doc, f, indent=1)
+def _json(doc: dict) -> bytes:
+    return json.dumps(doc, indent=1).encode()
