@@ -13,8 +13,8 @@ Measured on the full-shape benchmark archive (bench/throughput.py: 439 partition
   to do), and `reconcile_archive` is that plan alone. The run ends by bringing the saved state to the
   new head, so the next plan starts from it.
 - **Partitions in parallel in persistent worker processes** (settings.PARTITION_WORKERS_ENV, default one
-  per CPU): each worker is spawned once, imports Dagster and VirtualiZarr once and then runs
-  partition after partition in-process. Everything per partition parallelizes (HDF5 parsing holds
+  per CPU): each worker is forked once from a server that imported Dagster and VirtualiZarr
+  once (`_worker_context`) and then runs partition after partition in-process. Everything per partition parallelizes (HDF5 parsing holds
   a process-wide lock, so threads would not), while each commit still runs alone under the store's
   writer lock (`store.writer_lock`) and is still one commit per partition. A worker's memory is its
   imports, one partition's virtual datasets (a few kB a file) and Icechunk's snapshots of the whole
@@ -24,6 +24,7 @@ Measured on the full-shape benchmark archive (bench/throughput.py: 439 partition
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import time
 from collections.abc import Callable
@@ -244,9 +245,9 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
     for attempt in (1, 2):
         pool = ProcessPoolExecutor(
             min(workers, len(remaining)),
-            mp_context=multiprocessing.get_context("spawn"),  # the parent runs Tokio and event-loop threads
+            mp_context=_worker_context(),
             initializer=_init_worker,
-            initargs=(_resource_fields(archive), ref, current()),
+            initargs=(_resource_fields(archive), ref, current(), dict(os.environ), os.getcwd()),
         )
         broken = []
         try:
@@ -265,6 +266,36 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
         if not broken:
             return
         remaining = sorted(broken)
+
+
+FORK_SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a server process that imported the pipeline once.
+
+    Not plain fork: the parent runs Tokio (Icechunk, obstore) and event-loop threads, which a forked
+    child would inherit dead. The fork server is a fresh interpreter that only imports, and only
+    what starts no thread (`worker_preload`), so its children start with Dagster, xarray and
+    VirtualiZarr loaded instead of importing them each (~3.5 s of CPU a worker with spawn, on the
+    machine's 2 cores at once). It starts once per parent process and serves every later pool.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["ismip6_assets.worker_preload"])
+    # The server's own environment, as it starts: single-threaded OpenBLAS and no jemalloc
+    # background thread in pyarrow, so the server runs one thread when it forks (the workers set
+    # the parent's environment again, `_init_worker`).
+    saved = {name: os.environ.get(name) for name in FORK_SERVER_ENV}
+    os.environ.update(FORK_SERVER_ENV)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return context
 
 
 def _kill_survivors(pool: ProcessPoolExecutor) -> None:
@@ -297,7 +328,12 @@ def _from_fields(cls_and_fields: tuple[type, dict]) -> dg.ConfigurableResource:
     return cls(**{k: _from_fields(v) if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], type) else v for k, v in fields.items()})
 
 
-def _init_worker(archive_fields: tuple[type, dict], ref, settings: Settings) -> None:
+def _init_worker(archive_fields: tuple[type, dict], ref, settings: Settings, environ: dict[str, str], cwd: str) -> None:
+    # A fork server's child has the server's environment and folder, from when it started: take
+    # the parent's of now (clients such as gcsfs and Icechunk read STORAGE_EMULATOR_HOST there).
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
     if settings.executor.kind == "processes":  # partitions are the parallel unit here; no pool per worker
         settings = replace(settings, executor=ExecutorSpec("serial"))
     install(settings)  # the parent's checked settings, not a second read of the environment

@@ -112,3 +112,15 @@ def test_one_worker_per_cpu_and_one_more_when_a_location_is_an_object_store(monk
     assert partition_workers(3, remote=True) == 1  # few runs: in-process
     monkeypatch.setenv(PARTITION_WORKERS_ENV, "5")
     assert partition_workers(20, remote=True) == 5 and partition_workers(3) == 3
+
+
+def test_workers_fork_from_a_server_that_preloaded_the_libraries_but_not_icechunk():
+    # A fork after Icechunk's import inherits its Tokio threads dead (the child's first
+    # Repository.open hung); a preload that failed would be skipped silently, workers then slow.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ismip6_assets import worker_preload
+    from ismip6_assets.runner import _worker_context
+
+    with ProcessPoolExecutor(1, mp_context=_worker_context()) as pool:
+        assert pool.submit(worker_preload.loaded).result() == {"preload": True, "icechunk": False, "virtualizarr": True}
