@@ -29,6 +29,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,9 +39,57 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import shape  # noqa: E402
 
 
-def _cpu_and_rss() -> tuple[float, int, int]:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, me.ru_maxrss, kids.ru_maxrss
+class _Descendants:
+    """CPU seconds and peak RSS of this process's descendants, read from /proc every 0.1 s.
+
+    The pipeline's workers are forked by a fork server (runner._worker_context), so they are not
+    this process's children and ``RUSAGE_CHILDREN`` never sees them; each process's cumulative
+    utime+stime is kept as last seen (at most 0.1 s of a process's last moments is missed).
+    """
+
+    def __init__(self) -> None:
+        self.cpu: dict[int, float] = {}
+        self.rss_kb: dict[int, int] = {}
+        self.own_cpu = 0.0  # the polling thread's, taken out of the phase's CPU
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _Descendants:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+        self.own_cpu = time.thread_time()
+
+    def _sample(self) -> None:
+        tick, parents = os.sysconf("SC_CLK_TCK"), {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        mine, todo = set(), [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            kids = [p for p, (ppid, _) in parents.items() if ppid == pid and p not in mine]
+            mine.update(kids)
+            todo += kids
+        for pid in mine:
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), parents[pid][1])
+            try:
+                hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
+                self.rss_kb[pid] = max(self.rss_kb.get(pid, 0), int(hwm.split()[1]))
+            except (OSError, StopIteration):
+                pass
 
 
 def _proxy_counts(clear: bool = False) -> dict[str, int] | None:
@@ -57,14 +106,21 @@ def _proxy_counts(clear: bool = False) -> dict[str, int] | None:
 
 def _measure(fn) -> dict:
     _proxy_counts(clear=True)
-    cpu0 = _cpu_and_rss()[0]
+    cpu0 = _self_cpu()
     start = time.perf_counter()
-    extra = fn() or {}
-    seconds = time.perf_counter() - start
-    cpu, rss_self, rss_kids = _cpu_and_rss()
+    with _Descendants() as descendants:
+        extra = fn() or {}
+        seconds = time.perf_counter() - start
     counts = _proxy_counts()
-    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu - cpu0, 2), "peak_rss_mb": round(rss_self / 1024, 1),
-            "peak_rss_worker_mb": round(rss_kids / 1024, 1)} | ({"requests": counts} if counts is not None else {}) | extra
+    cpu = _self_cpu() - cpu0 - descendants.own_cpu + sum(descendants.cpu.values())
+    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 2), "peak_rss_mb": round(rss_self / 1024, 1),
+            "peak_rss_worker_mb": round(max(descendants.rss_kb.values(), default=0) / 1024, 1)} | ({"requests": counts} if counts is not None else {}) | extra
+
+
+def _self_cpu() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
 
 
 def phase_baseline(source: str, store: str) -> dict:

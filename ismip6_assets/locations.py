@@ -12,6 +12,7 @@ reads and writes as that one principal, in any process the location is handed to
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -68,6 +69,15 @@ class Location:
     def local_dir(self) -> str | None:
         """The directory on this machine, or None for an object store."""
         return self.path if self.scheme == "file" else None
+
+    @property
+    def writer_lock_path(self) -> str:
+        """The file whose lock one writer of this store on this machine holds (store.writer_lock):
+        inside a local store; for an object store, in the machine's temp folder, named by the URL."""
+        if self.scheme == "file":
+            return os.path.join(self.path, ".ismip6-writer.lock")
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"ismip6-writer-{digest}.lock")
 
     @property
     def url(self) -> str:

@@ -46,7 +46,7 @@ from ismip6_assets.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.redact import redact
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import run_tags
-from ismip6_assets.settings import Settings, current, install
+from ismip6_assets.settings import Settings, adopt_environment, current, environment, fork_server_environment, install
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import load_store_state, read_store_state
 
@@ -247,7 +247,7 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
             min(workers, len(remaining)),
             mp_context=_worker_context(),
             initializer=_init_worker,
-            initargs=(_resource_fields(archive), ref, current(), dict(os.environ), os.getcwd()),
+            initargs=(_resource_fields(archive), ref, current(), environment(), os.getcwd()),
         )
         broken = []
         try:
@@ -268,9 +268,6 @@ def _run_in_workers(archive: ArchiveResource, instance: dg.DagsterInstance, keys
         remaining = sorted(broken)
 
 
-FORK_SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
-
-
 def _worker_context() -> multiprocessing.context.BaseContext:
     """Workers forked from a server process that imported the pipeline once.
 
@@ -282,19 +279,8 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["ismip6_assets.worker_preload"])
-    # The server's own environment, as it starts: single-threaded OpenBLAS and no jemalloc
-    # background thread in pyarrow, so the server runs one thread when it forks (the workers set
-    # the parent's environment again, `_init_worker`).
-    saved = {name: os.environ.get(name) for name in FORK_SERVER_ENV}
-    os.environ.update(FORK_SERVER_ENV)
-    try:
+    with fork_server_environment():
         multiprocessing.forkserver.ensure_running()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     return context
 
 
@@ -329,10 +315,7 @@ def _from_fields(cls_and_fields: tuple[type, dict]) -> dg.ConfigurableResource:
 
 
 def _init_worker(archive_fields: tuple[type, dict], ref, settings: Settings, environ: dict[str, str], cwd: str) -> None:
-    # A fork server's child has the server's environment and folder, from when it started: take
-    # the parent's of now (clients such as gcsfs and Icechunk read STORAGE_EMULATOR_HOST there).
-    os.environ.clear()
-    os.environ.update(environ)
+    adopt_environment(environ)  # and the parent's folder: a fork server's child has the server's
     os.chdir(cwd)
     if settings.executor.kind == "processes":  # partitions are the parallel unit here; no pool per worker
         settings = replace(settings, executor=ExecutorSpec("serial"))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -242,3 +244,37 @@ def resolve(settings: Settings, check: bool = True, existing_store: bool = False
 
         check_store(store_loc, settings.store_setting, must_exist=existing_store)
     return source_loc, store_loc
+
+
+# --- the environment of the processes this one starts ------------------------------------------
+
+# A fork server's own environment as it starts (runner._worker_context): single-threaded OpenBLAS
+# and no jemalloc background thread in pyarrow, so the server runs one thread when it forks.
+FORK_SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
+
+
+@contextmanager
+def fork_server_environment() -> Iterator[None]:
+    """`FORK_SERVER_ENV` set while the fork server starts, the process's own values again after."""
+    saved = {name: os.environ.get(name) for name in FORK_SERVER_ENV}
+    os.environ.update(FORK_SERVER_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def environment() -> dict[str, str]:
+    """This process's environment as it is now, for a worker to take (`adopt_environment`)."""
+    return dict(os.environ)
+
+
+def adopt_environment(environ: dict[str, str]) -> None:
+    """A forked worker takes its parent's environment of now, not its fork server's from when it
+    started: clients such as gcsfs and Icechunk read STORAGE_EMULATOR_HOST there."""
+    os.environ.clear()
+    os.environ.update(environ)

@@ -38,10 +38,11 @@ def icechunk_commit(
     """
     partition = PartitionKey.parse(context.partition_key)
     repo = archive.repository()
-    with writer_lock(archive.store):  # read-plan-commit as one step against other local writers
-        diff = store_diff(partition, file_index, read_partition_state(repo, partition))
-        plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
-        snapshot, message = commit_partition(repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view)
+    diff = store_diff(partition, file_index, read_partition_state(repo, partition))
+    plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
+    snapshot, message = commit_partition(
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=lambda: writer_lock(archive.store)
+    )
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
     written = [vf.group for vf in plan.write]
