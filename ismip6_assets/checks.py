@@ -12,6 +12,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import store_diff
 from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.verify import DEFAULT_SAMPLE_BUDGET_BYTES, DEFAULT_SAMPLE_VARIABLES, REPAIR_HINT, SamplePolicy, verify_partition
 
@@ -48,9 +49,10 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     """
     partition = PartitionKey.parse(context.partition_key)
     repo = archive.repository()
-    state = read_partition_state(repo, partition)
+    session = repo.readonly_session(BRANCH)  # the state and the sample read from one snapshot
+    state = read_partition_state(repo, partition, session=session)
     diff = store_diff(partition, list_archive(archive.source, partition).rows, state)
-    verified = verify_partition(repo, archive.source, state, diff.ok, config.policy())
+    verified = verify_partition(repo, archive.source, state, diff.ok, config.policy(), session=session)
     status = "ERROR" if verified.findings else diff.status
     return dg.AssetCheckResult(
         passed=status == "OK",

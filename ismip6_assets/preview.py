@@ -51,10 +51,10 @@ def is_map(ds: xr.Dataset, variable: str) -> bool:
     return len(dims) == 3 and dims[0] == "time" and set(dims[1:]) == {"y", "x"}
 
 
-def open_group(repo: icechunk.Repository, group: str, branch: str = BRANCH) -> xr.Dataset:
+def open_group(repo: icechunk.Repository, group: str, branch: str = BRANCH, session: icechunk.Session | None = None) -> xr.Dataset:
     # chunks=None: lazy arrays without Dask, whose scheduler set-up (and import of distributed)
     # cost ~50 ms of CPU a preview; one slice is read either way.
-    return xr.open_zarr(repo.readonly_session(branch=branch).store, group=group, consolidated=False, decode_times=False, chunks=None)
+    return xr.open_zarr((session or repo.readonly_session(branch=branch)).store, group=group, consolidated=False, decode_times=False, chunks=None)
 
 
 def read_slice(repo: icechunk.Repository, group: str, variable: str, time_index: int = 0) -> xr.DataArray:
@@ -63,17 +63,19 @@ def read_slice(repo: icechunk.Repository, group: str, variable: str, time_index:
     return ds[variable].isel(time=time_index).load()
 
 
-def stored_variables(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> list[str]:
-    """The variable groups the store holds for `partition` on the branch head (empty if none)."""
-    return sorted(read_partition_state(repo, partition, branch).groups)
+def stored_variables(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH, session: icechunk.Session | None = None) -> list[str]:
+    """The variable groups the store holds for `partition` on the branch head, or in `session` (empty if none)."""
+    return sorted(read_partition_state(repo, partition, branch, session=session).groups)
 
 
-def choose_variable(repo: icechunk.Repository, partition: PartitionKey, stored: list[str] | None = None) -> tuple[str, xr.Dataset] | None:
+def choose_variable(
+    repo: icechunk.Repository, partition: PartitionKey, stored: list[str] | None = None, session: icechunk.Session | None = None
+) -> tuple[str, xr.Dataset] | None:
     """The stored variable to show and its opened group: the first preferred one that is a map, else any map."""
-    stored = stored_variables(repo, partition) if stored is None else stored
+    stored = stored_variables(repo, partition, session=session) if stored is None else stored
     ordered = [v for v in PREFERRED_VARIABLES if v in stored] + [v for v in stored if v not in PREFERRED_VARIABLES]
     for variable in ordered:
-        ds = open_group(repo, partition.variable_group(variable))
+        ds = open_group(repo, partition.variable_group(variable), session=session)
         if variable in ds and is_map(ds, variable):
             return variable, ds
     return None
@@ -127,14 +129,16 @@ def _date(ds: xr.Dataset, index: int) -> str:
         return f"time = {float(time.values[index]):g} {time.attrs.get('units', '')}".rstrip()
 
 
-def partition_preview(repo: icechunk.Repository, partition: PartitionKey, time_index: int = 0, stored: list[str] | None = None) -> Preview | None:
+def partition_preview(
+    repo: icechunk.Repository, partition: PartitionKey, time_index: int = 0, stored: list[str] | None = None, session: icechunk.Session | None = None
+) -> Preview | None:
     """A PNG of one time slice of one 2-D variable of `partition`, read through the store.
 
     None when the store holds no map for the partition. Raises when a chunk reference does not
     resolve (source file gone or rewritten): that is what a preview is for. `stored`: the partition's
-    stored variables when the caller has already read them.
+    stored variables when the caller has already read them; `session`: read there, not on the branch head.
     """
-    chosen = choose_variable(repo, partition, stored)
+    chosen = choose_variable(repo, partition, stored, session=session)
     if chosen is None:
         return None
     variable, ds = chosen

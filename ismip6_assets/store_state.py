@@ -106,8 +106,12 @@ def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | 
     return key, _state_of(key, exp, store)
 
 
-def read_partition_state(repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH) -> PartitionState:
-    store = repo.readonly_session(branch=branch).store
+def read_partition_state(
+    repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH, session: icechunk.Session | None = None
+) -> PartitionState:
+    """The partition's state on the branch head, or in `session` (one session serving several
+    reads saves the branch look-up each would make: a round trip on an object store)."""
+    store = (session or repo.readonly_session(branch=branch)).store
     exp = _open_group(store, partition.group)
     return PartitionState() if exp is None else _state_of(partition, exp, store)
 

@@ -215,15 +215,21 @@ def _compare_or_reason(session: icechunk.Session, source: Location, candidate: _
 
 
 def verify_partition(
-    repo: icechunk.Repository, source: Location, state: PartitionState, urls: Iterable[str], policy: SamplePolicy | None = None
+    repo: icechunk.Repository,
+    source: Location,
+    state: PartitionState,
+    urls: Iterable[str],
+    policy: SamplePolicy | None = None,
+    session: icechunk.Session | None = None,
 ) -> Verification:
-    """Deep-check the partition's groups built from `urls` (those reconciliation found current)."""
+    """Deep-check the partition's groups built from `urls` (those reconciliation found current),
+    on the branch head or in `session` (the one `state` was read in)."""
     policy = policy or SamplePolicy()
     result = Verification(policy=policy)
     if policy.mode == "never":
         return result
     wanted = set(urls)
-    session = repo.readonly_session(branch=BRANCH)
+    session = session or repo.readonly_session(branch=BRANCH)
     candidates = []
     for stored in sorted(state.groups.values(), key=lambda g: g.group):
         if stored.url not in wanted:

@@ -47,20 +47,23 @@ def icechunk_commit(
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
     written = [vf.group for vf in plan.write]
     removed = [partition.variable_group(v) for v in plan.remove]
-    stored = stored_variables(repo, partition)
+    # One session, at the commit just made, serves every read below (each fresh session of the
+    # branch looks up its head first: a round trip on gs://).
+    session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(BRANCH)
+    stored = stored_variables(repo, partition, session=session)
     preview, preview_error = None, ""
     try:
-        preview = partition_preview(repo, partition, stored=stored)
+        preview = partition_preview(repo, partition, stored=stored, session=session)
     except Exception as exc:  # noqa: BLE001 - a preview that cannot read its refs says so; the check judges the store
         preview_error = f"reading through the store failed: {one_line(exc)}"
         context.log.warning(f"{partition}: preview {preview_error}")
     example = preview.variable if preview else (stored[0] if stored else "lithk")
-    view = read_view(repo.readonly_session(BRANCH).store, partition)
+    view = read_view(session.store, partition)
     return dg.MaterializeResult(
         metadata={
             "commit_id": snapshot or "",
             "commit_message": message or "nothing to commit: the store already matched the archive",
-            "branch_head": repo.lookup_branch(BRANCH),
+            "branch_head": session.snapshot_id,  # the head this commit made (or found nothing to change on)
             "files": len(file_index),
             "groups_written": len(written),
             "groups_removed": len(removed),
