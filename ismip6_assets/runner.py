@@ -26,9 +26,10 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
@@ -201,6 +202,10 @@ def run_archive(
 
     `progress(i, n, outcome)` is called as partitions finish (in parallel runs: completion order).
     """
+    if workers != 1 and (current().partition_workers or os.cpu_count() or 1) > 1:
+        # The fork server's imports (~2.5 s of one CPU) overlap the plan's listing and state read;
+        # a run that needs no pool leaves it idle (it starts once per process either way).
+        threading.Thread(target=_worker_context, name="ismip6-fork-server", daemon=True).start()
     diffs = plan_archive(archive.source, archive.store)
     keys = list(diffs)
     register_partitions(instance, keys)
@@ -231,8 +236,10 @@ def run_archive(
         # os._exit (no atexit), and orphaned pool processes would hold its stdout open.
         shutdown_shared()
     if todo:  # bring the saved store state to the new head now, so the next plan starts from it
-        load_store_state(open_repository(archive.store, archive.source), archive.store)
-        refresh_catalog(archive, instance)
+        with ThreadPoolExecutor(1, thread_name_prefix="ismip6-state") as pool:  # beside the catalog's run
+            saved = pool.submit(load_store_state, open_repository(archive.store, archive.source), archive.store)
+            refresh_catalog(archive, instance)
+            saved.result()
     return [outcomes[k] for k in keys]
 
 
