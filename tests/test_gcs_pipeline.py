@@ -90,6 +90,14 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
     assert sorted(index["url"]) == sorted(rows["url"])
     assert index["fingerprint"].str.startswith("generation:").all()
 
+    # The STAC Collection and one Item per partition, written in one batch (Location.put_many).
+    stac = f"{STORE_BUCKET}/store/catalog/stac"
+    collection = json.loads(fs.cat(f"{stac}/collection.json"))
+    items = sorted(p.removeprefix(stac + "/") for p in fs.find(stac) if not p.endswith("/collection.json"))
+    partitions = sorted(rows["partition_key"].unique())
+    assert len(items) == len(partitions) == sum(link["rel"] == "item" for link in collection["links"])
+    assert all(json.loads(fs.cat(f"{stac}/{item}"))["type"] == "Feature" for item in items)
+
     reconcile = ismip6("reconcile", "--source", "gs://ismip6", "--store", store, emulator_url=gcs.url)
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr[-3000:]
     assert "0 ERROR" in reconcile.stdout

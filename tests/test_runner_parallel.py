@@ -104,14 +104,13 @@ def test_a_worker_killed_mid_partition_is_retried_once_and_lands(archive_dir, st
             np.testing.assert_array_equal(stored[variable].values, original[variable].values)
 
 
-def test_one_worker_per_cpu_and_one_more_when_a_location_is_an_object_store(monkeypatch):
+def test_one_worker_more_than_cpus(monkeypatch):
     monkeypatch.delenv(PARTITION_WORKERS_ENV, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert partition_workers(20) == 2
-    assert partition_workers(20, remote=True) == 3  # round trips leave a CPU idle otherwise
-    assert partition_workers(3, remote=True) == 1  # few runs: in-process
+    assert partition_workers(20) == 3  # commits take turns and round trips wait: a CPU idles otherwise
+    assert partition_workers(3) == 1  # few runs: in-process
     monkeypatch.setenv(PARTITION_WORKERS_ENV, "5")
-    assert partition_workers(20, remote=True) == 5 and partition_workers(3) == 3
+    assert partition_workers(20) == 5 and partition_workers(3) == 3
 
 
 def test_workers_fork_from_a_server_that_preloaded_the_libraries_but_not_icechunk():
