@@ -379,7 +379,10 @@ def main() -> None:
         r["files_per_s"] = round(r["files"] / r["seconds"], 1)
         print(f"{name:<9} {r['files']} files in {r['seconds']:.1f} s = {r['files_per_s']} files/s, cpu {r['cpu_seconds']} s, "
               f"peak RSS {r['peak_rss_mb']} MB (workers {r['peak_rss_worker_mb']} MB)", flush=True)
-    assert result["pipeline"]["statuses"] == {"OK": archive_shape["partitions"]}, result["pipeline"]["statuses"]
+    # WARN is allowed: the full shape's archive holds a file at a path the default skip list names
+    # (a real archive's file), so its entry is reported stale there, by design (skip_list.py).
+    statuses = result["pipeline"]["statuses"]
+    assert set(statuses) <= {"OK", "WARN"} and sum(statuses.values()) == archive_shape["partitions"], statuses
     result["ratio"] = round(result["pipeline"]["files_per_s"] / result["baseline"]["files_per_s"], 2)
     print(f"ratio     pipeline / baseline = {result['ratio']}x", flush=True)
 

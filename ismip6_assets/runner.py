@@ -26,7 +26,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -202,10 +201,6 @@ def run_archive(
 
     `progress(i, n, outcome)` is called as partitions finish (in parallel runs: completion order).
     """
-    if workers != 1 and (current().partition_workers or os.cpu_count() or 1) > 1:
-        # The fork server's imports (~2.5 s of one CPU) overlap the plan's listing and state read;
-        # a run that needs no pool leaves it idle (it starts once per process either way).
-        threading.Thread(target=_worker_context, name="ismip6-fork-server", daemon=True).start()
     diffs = plan_archive(archive.source, archive.store)
     keys = list(diffs)
     register_partitions(instance, keys)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 import pystac
 
@@ -30,16 +31,19 @@ def item_id(partition: PartitionKey) -> str:
 
 
 def _span(rows: pd.DataFrame) -> tuple[dt.datetime, dt.datetime]:
-    first, last = rows["first_year"].dropna(), rows["last_year"].dropna()
-    start = int(first.min()) if len(first) else 2015
-    end = int(last.max()) if len(last) else start
+    # numpy, not Series.dropna: the Collection is rebuilt whole after every commit (439 Items),
+    # and three dropna an Item were most of a refresh's catalog time.
+    first = rows["first_year"].to_numpy(dtype="float64", na_value=np.nan)
+    last = rows["last_year"].to_numpy(dtype="float64", na_value=np.nan)
+    start = int(np.nanmin(first)) if np.isfinite(first).any() else 2015
+    end = int(np.nanmax(last)) if np.isfinite(last).any() else start
     return dt.datetime(start, 1, 1, tzinfo=dt.UTC), dt.datetime(end, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str) -> pystac.Item:
     """The Item of one model/experiment from its catalog rows."""
     start, end = _span(rows)
-    view = rows["view"].dropna()
+    views = [v for v in rows["view"].tolist() if isinstance(v, str)]
     properties = {
         "title": f"{partition.model_group} {partition.experiment}",
         "start_datetime": start.isoformat(), "end_datetime": end.isoformat(),
@@ -48,7 +52,7 @@ def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str) 
     } | {f"ismip6:{k}": v for k, v in experiment_attributes(partition.experiment).items()}
     item = pystac.Item(item_id(partition), geometry=GEOMETRY, bbox=BBOX, datetime=None, properties=properties,
                        start_datetime=start, end_datetime=end)
-    group = view.iloc[0] if len(view) else partition.group
+    group = views[0] if views else partition.group
     item.add_asset("view", pystac.Asset(
         href=store_url, media_type=pystac.MediaType.VND_ZARR, roles=["data"],
         title=f"{partition.model_group}/{partition.experiment}: every variable on model years",
