@@ -43,14 +43,9 @@ from tests.gcs_emulator import GCSEmulator, binary_path  # noqa: E402
 SOURCE_BUCKET, STORE_BUCKET = "ismip6", "ismip6-icechunk"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process (Linux /proc), so the emulator's work is seen too."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _emulator_cpu(emulator: GCSEmulator) -> float:
-    return sum(_cpu_seconds(p.pid) for p in emulator.processes if p.poll() is None)
+    """The emulator's own CPU seconds (its processes are not the pipeline's descendants)."""
+    return sum(throughput.proc_stat(p.pid)[1] for p in emulator.processes if p.poll() is None)
 
 
 def per_file(counts: dict[str, int], files: int) -> dict[str, float]:

@@ -39,6 +39,12 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import shape  # noqa: E402
 
 
+def proc_stat(pid: int) -> tuple[int, float]:
+    """(parent pid, utime + stime in seconds) of a running process, from Linux's /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class _Descendants:
     """CPU seconds and peak RSS of this process's descendants, read from /proc every 0.1 s.
 
@@ -69,14 +75,13 @@ class _Descendants:
         self.own_cpu = time.thread_time()
 
     def _sample(self) -> None:
-        tick, parents = os.sysconf("SC_CLK_TCK"), {}
+        parents = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                    parents[int(entry)] = proc_stat(int(entry))
                 except OSError:
                     continue
-                parents[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
         mine, todo = set(), [os.getpid()]
         while todo:
             pid = todo.pop()
@@ -187,7 +192,7 @@ def phase_pipeline(source: str, store: str) -> dict:
 def phase_steps(source: str, store: str) -> dict:
     """The pipeline phase with a persistent (temporary) Dagster instance, as ``ismip6 run`` with
     DAGSTER_HOME: each partition's step durations come from its run's event log (Dagster's own
-    step stats), as means over the runs, with the run's wall time and the time outside the steps."""
+    step stats), as means over the runs, and each run's wall time as ``(whole run)``."""
     import tempfile
 
     import dagster as dg

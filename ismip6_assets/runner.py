@@ -316,7 +316,8 @@ def _from_fields(cls_and_fields: tuple[type, dict]) -> dg.ConfigurableResource:
 
 
 def _init_worker(archive_fields: tuple[type, dict], ref, settings: Settings, environ: dict[str, str], cwd: str) -> None:
-    adopt_environment(environ)  # and the parent's folder: a fork server's child has the server's
+    # A fork server's child starts with the server's environment and folder, from when it started.
+    adopt_environment(environ)
     os.chdir(cwd)
     if settings.executor.kind == "processes":  # partitions are the parallel unit here; no pool per worker
         settings = replace(settings, executor=ExecutorSpec("serial"))

@@ -54,8 +54,8 @@ def writer_lock(store: Location) -> Iterator[None]:
     covers two `ismip6 run` processes. flock dies with its process, so a kill -9 leaves no stale
     lock. Object stores (gs://) are safe for concurrent commits (conditional writes, rebase), but
     this machine's workers still take turns there: a commit that loses a race rebases, and
-    Icechunk writes every manifest of the commit again (~110 a 23-file partition; with 4 workers
-    on the bench that doubled the PUTs). Other machines' writers are still met by the rebase.
+    Icechunk writes every manifest of the commit again (measured: README, Performance). Other
+    machines' writers are still met by the rebase.
     """
     path = store.writer_lock_path
     os.makedirs(os.path.dirname(path), exist_ok=True)
