@@ -148,9 +148,7 @@ def write_catalog(store: Location, frame: pd.DataFrame, snapshot: str) -> str:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     target = catalog_path(store)
-    store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
-    with store.fs.open(target.fs_path, "wb") as f:
-        f.write(buffer.getvalue())
+    store.put_atomic(target, buffer.getvalue())
     return target.url
 
 

@@ -159,8 +159,7 @@ def write_index(store: Location, partition: PartitionKey, rows: pd.DataFrame) ->
     # flushes made 4 uploads a partition (measured on the emulator), each a round trip.
     buffer = io.BytesIO()
     rows.to_parquet(buffer, index=False)
-    store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
-    store.fs.pipe_file(target.fs_path, buffer.getvalue())
+    store.put_atomic(target, buffer.getvalue())
     return target.url
 
 

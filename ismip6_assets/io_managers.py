@@ -40,8 +40,7 @@ class StorePickleIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         store, target = self._target(context)
-        store.fs.makedirs(target.fs_path.rsplit("/", 1)[0], exist_ok=True)
-        store.fs.pipe_file(target.fs_path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # one upload
+        store.put_atomic(target, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # one upload on gs://
         _recent[self._key(target, context.run_id)] = obj
         while len(_recent) > RECENT_VALUES:
             _recent.popitem(last=False)
