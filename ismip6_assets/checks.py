@@ -7,7 +7,7 @@ import dagster as dg
 
 from ismip6_assets.assets.icechunk_commit import icechunk_commit
 from ismip6_assets.assets.metadata import markdown
-from ismip6_assets.index import list_archive
+from ismip6_assets.assets.file_index import listings
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import store_diff
@@ -34,7 +34,7 @@ class ReconciliationConfig(dg.Config):
         return SamplePolicy(self.deep, self.sample_variables, self.sample_budget_bytes, self.chunks_per_array)
 
 
-def _reconciliation(context: dg.AssetCheckExecutionContext, config: ReconciliationConfig, archive: ArchiveResource) -> dg.AssetCheckResult:
+def _reconciliation(context: dg.AssetCheckExecutionContext, config: ReconciliationConfig, archive: ArchiveResource):
     """Compares the store with a fresh listing of the partition's archive folder, and reads a sample.
 
     ERROR when a group is missing, extra or stale, when a sampled chunk does not read the source's
@@ -46,16 +46,32 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     `icechunk_commit`, so blocking would stop nothing; it would only fail the run and hide that
     the commit succeeded. A WARN (a known-bad source file) is a steady state, not a run failure.
     The ERROR result is what the sensor and `ismip6 run`'s exit code act on.
+
+    A run over several partitions gives one result per partition: Dagster 1.13 takes a check
+    result's partition from the run's single partition key, so each is logged as an
+    `AssetCheckEvaluation` naming its partition, and the check's output is yielded once after them.
     """
-    partition = PartitionKey.parse(context.partition_key)
+    keys = list(context.partition_keys)
     repo = archive.repository()
-    session = repo.readonly_session(BRANCH)  # the state and the sample read from one snapshot
+    session = repo.readonly_session(BRANCH)  # every partition's state and sample read from one snapshot
+    for key, listing in listings(archive, keys).items():
+        evaluation = _evaluate(repo, session, archive, PartitionKey.parse(key), listing.rows, config)
+        context.op_execution_context.log_event(evaluation)
+        context.log.info(f"{key}: {evaluation.description}")
+    yield dg.Output(None, output_name=context.op_execution_context.op_def.output_defs[0].name)
+
+
+def _evaluate(repo, session, archive: ArchiveResource, partition: PartitionKey, rows, config: ReconciliationConfig) -> dg.AssetCheckEvaluation:
     state = read_partition_state(repo, partition, session=session)
-    diff = store_diff(partition, list_archive(archive.source, partition).rows, state)
+    diff = store_diff(partition, rows, state)
     verified = verify_partition(repo, archive.source, state, diff.ok, config.policy(), session=session)
     status = "ERROR" if verified.findings else diff.status
-    return dg.AssetCheckResult(
+    return dg.AssetCheckEvaluation(
+        asset_key=icechunk_commit.key,
+        check_name="reconciliation",
+        partition=str(partition),
         passed=status == "OK",
+        blocking=False,
         severity=SEVERITY.get(status, dg.AssetCheckSeverity.WARN),
         metadata={
             **diff.counts(),

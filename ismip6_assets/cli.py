@@ -10,19 +10,11 @@ import warnings
 from ismip6_assets.locations import ConfigError
 
 
-def _instance(settings):
-    import dagster as dg
-
-    return dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
-
-
 def _settings(args):
-    """Every setting checked before any work, then used by the whole process."""
-    from ismip6_assets.settings import install, load_settings
+    """Every setting checked before any work; the command hands them down as values."""
+    from ismip6_assets.settings import load_settings
 
-    settings = load_settings(args.source, args.store)
-    install(settings)
-    return settings
+    return load_settings(args.source, args.store)
 
 
 def cmd_sample_archive(args) -> int:
@@ -42,10 +34,10 @@ def cmd_run(args) -> int:
 
     settings = _settings(args)  # before Dagster's imports: a bad setting fails in a blink
     source, store = resolve(settings)
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_archive
+    from ismip6_assets.resources import archive_resource_for
+    from ismip6_assets.runs import instance_for_command, run_archive
 
-    archive = ArchiveResource(source_url=source.url, store_url=store.url)
+    archive = archive_resource_for(settings)
     archive.source  # noqa: B018 - fail on a bad source before any work
     print(f"source {source.url}\nstore  {store.url}")
 
@@ -58,7 +50,9 @@ def cmd_run(args) -> int:
         for f in o.findings:
             print(f"      {f['category']}: {f['item']}" + (f" ({f['reason']})" if f.get("reason") else ""))
 
-    outcomes = run_archive(archive, _instance(settings), progress, force=args.all)
+    with instance_for_command(settings.dagster_home) as instance:
+        log = None if args.verbose else os.path.join(instance.root_directory, "ismip6-daemon.log")
+        outcomes = run_archive(archive, instance, progress, force=args.all, daemon_log=log)
     totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
     statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
     print(f"\n{len(outcomes)} partitions ({sum(o.ran for o in outcomes)} run), {totals['files']} files, {totals['written']} groups written, "
@@ -70,8 +64,10 @@ def cmd_run(args) -> int:
 def cmd_reconcile(args) -> int:
     from ismip6_assets.settings import resolve
 
-    source, store = resolve(_settings(args), existing_store=True)  # read-only: a store must be there; nothing is written
-    from ismip6_assets.runner import reconcile_archive
+    settings = _settings(args)
+    source, store = resolve(settings, existing_store=True)  # read-only: a store must be there; nothing is written
+    from ismip6_assets.resources import archive_resource_for
+    from ismip6_assets.runs import reconcile_archive
 
     print(f"source {source.url}\nstore  {store.url}")
 
@@ -83,7 +79,7 @@ def cmd_reconcile(args) -> int:
                 group = f" [group {row['group']}]" if row.get("group") else ""
                 print(f"      {row['category']}: {row['item']}{group}" + (f" ({row['reason']})" if row.get("reason") else ""))
 
-    diffs = reconcile_archive(source, store, progress)
+    diffs = reconcile_archive(archive_resource_for(settings), progress)
     totals = {k: sum(d.counts()[k] for d in diffs) for k in ("indexed", "ok", "missing", "stale", "extra", "failed", "skipped")}
     print(f"\n{len(diffs)} partitions: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
     errors = sum(d.status == "ERROR" for d in diffs)
@@ -96,9 +92,10 @@ def cmd_tag(args) -> int:
     from ismip6_assets.settings import resolve
     from ismip6_assets.store import open_repository
 
-    source, store = resolve(_settings(args), existing_store=True)  # tags a store; never creates one
+    settings = _settings(args)
+    source, store = resolve(settings, existing_store=True)  # tags a store; never creates one
     try:
-        snapshot = tag_main(open_repository(store, source), args.name)
+        snapshot = tag_main(open_repository(store, source, snapshot_cache_nodes=settings.snapshot_cache_nodes), args.name)
     except TagError as exc:
         print(f"ismip6: {exc}", file=sys.stderr)
         return 2
@@ -122,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "run":
             p.add_argument("--all", action="store_true", help="run every partition through Dagster, also those the store already matches")
+            p.add_argument("-v", "--verbose", action="store_true", help="show the Dagster daemon's and the runs' logs")
     p = sub.add_parser("tag", help="tag the current main for citation (tags are immutable and never expired)")
     p.add_argument("name")
     p.add_argument("--source", help="archive root; default $ISMIP6_SOURCE_URL")
@@ -134,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ismip6: configuration error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if type(exc).__name__ != "DaemonGone":
+            raise
+        print(f"ismip6: {exc}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

@@ -8,12 +8,12 @@ from ismip6_assets.assets import file_index, icechunk_commit, store_catalog, vir
 from ismip6_assets.checks import reconciliation
 from ismip6_assets.io_managers import StorePickleIOManager
 from ismip6_assets.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
-from ismip6_assets.resources import ArchiveResource, default_archive_resource
+from ismip6_assets.resources import ArchiveResource, archive_resource_from_environment
 from ismip6_assets.sensors import archive_sensor
 
 
 def build_resources(archive: ArchiveResource) -> dict:
-    resources = {"archive": archive, "store_io_manager": StorePickleIOManager(store_url=archive.store_url)}
+    resources = {"archive": archive, "store_io_manager": StorePickleIOManager(archive=archive)}
     if archive.gcs is not None:  # dagster-gcp's client, shared with the archive's gs:// listings
         resources["gcs"] = archive.gcs
     return resources
@@ -38,7 +38,9 @@ def build_definitions(archive: ArchiveResource | None = None) -> dg.Definitions:
         jobs=[materialize_partition_job, refresh_catalog_job, store_maintenance_job],
         schedules=[store_maintenance_schedule],
         sensors=[archive_sensor],
-        resources=build_resources(archive or default_archive_resource()),
+        resources=build_resources(archive or archive_resource_from_environment()),
+        # Every run's steps in the run's process, backfills' runs (Dagster's implicit asset job) too.
+        executor=dg.in_process_executor,
     )
 
 

@@ -1,6 +1,6 @@
 """Where per-file virtualization runs: inline, threads, local processes or a Dask cluster.
 
-Chosen by ``ISMIP6_EXECUTOR`` and handed to `virtualize.virtualize_rows` as a plain
+Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `ExecutorSpec`) and handed to `virtualize.virtualize_rows` as a plain
 `concurrent.futures.Executor`, so the library never knows which one it got:
 
 - ``processes[:N]`` (default): local processes. HDF5 parsing holds a process-wide lock, so on local
@@ -65,12 +65,6 @@ def parse_spec(text: str | None) -> ExecutorSpec:
     return ExecutorSpec(kind, int(n) if n else 0)
 
 
-def configured_spec() -> ExecutorSpec:
-    from ismip6_assets.settings import current  # settings imports this module
-
-    return current().executor
-
-
 class SerialExecutor(Executor):
     """Runs each call inline; `map` is then plain `map` with futures' error semantics."""
 
@@ -110,18 +104,16 @@ _shared: dict[ExecutorSpec, Executor] = {}
 _lock = threading.Lock()
 
 
-def shared_executor(spec: ExecutorSpec | None = None) -> Executor:
-    """This process's executor for `spec` (default: the configured one), created once."""
-    spec = spec or configured_spec()
+def shared_executor(spec: ExecutorSpec) -> Executor:
+    """This process's executor for `spec`, created once."""
     with _lock:
         if spec not in _shared:
             _shared[spec] = make_executor(spec)
         return _shared[spec]
 
 
-def executor_for(n_files: int, spec: ExecutorSpec | None = None) -> Executor | None:
+def executor_for(n_files: int, spec: ExecutorSpec) -> Executor | None:
     """The executor for a batch of `n_files`, or None to virtualize inline (see `POOL_MIN_FILES`)."""
-    spec = spec or configured_spec()
     if spec.kind == "serial" or n_files <= 1:
         return None
     if spec.kind == "processes" and n_files < POOL_MIN_FILES and spec not in _shared:

@@ -5,13 +5,16 @@ Four clients touch GCS: gcsfs (listing, index parquet, failure log, pickles), go
 object_store (the repository and its virtual-chunk container). This module is the only place that
 decides how each of them authenticates and where it connects:
 
-- ``STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT``: every client goes there, with no credentials.
+- an emulator endpoint (`GcsAccess.emulator_host`, from ``STORAGE_EMULATOR_HOST``): every client goes there,
+  with no credentials.
 - otherwise writes use Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, the
   gcloud ADC file, or the metadata server on GCP); the public source bucket is read anonymously
   when no credentials file is found, so the pipeline reads ``gs://ismip6`` with no setup at all.
 
 Nothing here logs, returns or stores a credential: the emulator "key" holds no secret, and real
-credentials are passed to the clients by path or discovered by them.
+credentials are passed to the clients by path or discovered by them. Nothing here reads the
+environment either: the Dagster layer (or the CLI) reads it once and hands a `GcsAccess` down, carried
+by each `Location`.
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ from pathlib import Path
 # bucket against an emulator); must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-from ismip6_assets.settings import current  # noqa: E402 - after the gcsfs setting above
+from dataclasses import dataclass  # noqa: E402
 
 
-def emulator_host() -> str | None:
-    """``STORAGE_EMULATOR_HOST`` as a URL (google-cloud-storage accepts it without a scheme too)."""
-    return current().emulator_host
+@dataclass(frozen=True)
+class GcsAccess:
+    """How this process reaches GCS: an emulator endpoint (a URL), or the real service with the ADC
+    file `credentials_file` when one is found (None: the metadata server, else anonymous reads)."""
+
+    emulator_host: str | None = None
+    credentials_file: str | None = None
+
+
+NO_ACCESS_CONFIG = GcsAccess()
 
 
 def emulator_service_account_key(host: str) -> str:
@@ -39,12 +49,12 @@ def emulator_service_account_key(host: str) -> str:
     return json.dumps({"gcs_base_url": host, "disable_oauth": True, "client_email": "", "private_key": "", "private_key_id": ""})
 
 
-def credentials_file() -> str | None:
-    """The ADC file in use, if any: ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's well-known file."""
-    settings = current()
-    if settings.credentials_file:
-        return settings.credentials_file
-    config = settings.gcloud_config or str(Path.home() / ".config" / "gcloud")
+def adc_file(credentials_file: str | None, gcloud_config: str | None) -> str | None:
+    """The ADC file in use, if any: ``GOOGLE_APPLICATION_CREDENTIALS`` or gcloud's well-known file
+    (under ``CLOUDSDK_CONFIG``, default ``~/.config/gcloud``)."""
+    if credentials_file:
+        return credentials_file
+    config = gcloud_config or str(Path.home() / ".config" / "gcloud")
     well_known = Path(config) / "application_default_credentials.json"
     return str(well_known) if well_known.exists() else None
 
@@ -84,20 +94,20 @@ def _filesystem(endpoint: str | None, token):
     return cls(token=token, use_listings_cache=False)
 
 
-def gcs_filesystem(credentials=None):
+def gcs_filesystem(access: GcsAccess, credentials=None):
     """gcsfs for listing and small files; `credentials` (google.auth) come from `GCSResource`."""
-    host = emulator_host()
+    host = access.emulator_host
     return _filesystem(host, None if host else credentials)
 
 
 _clients: dict[str, object] = {}
 
 
-def client_of(resource):
+def client_of(resource, access: GcsAccess):
     """google-cloud-storage client of a dagster-gcp `GCSResource`, built once per configuration
     and process; None when it cannot be built (no credentials, or credentials but no project):
     the clients then find credentials themselves or read anonymously, as they would on their own."""
-    if resource is None or emulator_host():
+    if resource is None or access.emulator_host:
         return None
     key = f"{type(resource).__qualname__}:{resource!r}"
     if key not in _clients:
@@ -110,37 +120,37 @@ def client_of(resource):
     return _clients[key]
 
 
-def filesystem_for(resource):
+def filesystem_for(resource, access: GcsAccess):
     """gcsfs acting as `resource`'s principal (see `client_of`)."""
-    client = client_of(resource)
-    return filesystem_for_client(client) if client is not None else gcs_filesystem()
+    client = client_of(resource, access)
+    return filesystem_for_client(client, access) if client is not None else gcs_filesystem(access)
 
 
 # --- google-cloud-storage (dagster-gcp GCSResource) -----------------------------------------------
 
 
-def filesystem_for_client(client):
+def filesystem_for_client(client, access: GcsAccess):
     """gcsfs with the identity of a google-cloud-storage client, so both act as one principal."""
-    if emulator_host() or getattr(client, "_credentials", None) is None:
-        return gcs_filesystem()
+    if access.emulator_host or getattr(client, "_credentials", None) is None:
+        return gcs_filesystem(access)
     from google.auth.credentials import AnonymousCredentials
 
     credentials = client._credentials  # noqa: SLF001 - the client's public ctor took them; no getter exists
-    return gcs_filesystem("anon" if isinstance(credentials, AnonymousCredentials) else credentials)
+    return gcs_filesystem(access, "anon" if isinstance(credentials, AnonymousCredentials) else credentials)
 
 
 # --- obstore (VirtualiZarr) ------------------------------------------------------------------------
 
 
-def obstore_gcs_store(bucket: str, prefix: str = "", resource=None):
+def obstore_gcs_store(access: GcsAccess, bucket: str, prefix: str = "", resource=None):
     """An obstore GCSStore for reading source files: as `resource`'s principal when it has one,
     else anonymous unless credentials are found."""
     from obstore.store import GCSStore
 
-    host = emulator_host()
+    host = access.emulator_host
     if host:
         return GCSStore(bucket, prefix=prefix or None, service_account_key=emulator_service_account_key(host))
-    client = client_of(resource)
+    client = client_of(resource, access)
     credentials = getattr(client, "_credentials", None)  # noqa: SLF001 - see filesystem_for_client
     if credentials is not None:
         from google.auth.credentials import AnonymousCredentials
@@ -150,7 +160,7 @@ def obstore_gcs_store(bucket: str, prefix: str = "", resource=None):
         from obstore.auth.google import GoogleCredentialProvider
 
         return GCSStore(bucket, prefix=prefix or None, credential_provider=GoogleCredentialProvider(credentials=credentials))
-    if credentials_file() is None:
+    if access.credentials_file is None:
         return GCSStore(bucket, prefix=prefix or None, skip_signature=True)
     return GCSStore(bucket, prefix=prefix or None)
 
@@ -158,11 +168,11 @@ def obstore_gcs_store(bucket: str, prefix: str = "", resource=None):
 # --- Icechunk ------------------------------------------------------------------------------------
 
 
-def icechunk_gcs_storage(bucket: str, prefix: str):
+def icechunk_gcs_storage(access: GcsAccess, bucket: str, prefix: str):
     """The repository's storage. Writes need credentials: ADC (``from_env``) in production."""
     import icechunk
 
-    host = emulator_host()
+    host = access.emulator_host
     if host:
         return icechunk.gcs_storage(bucket=bucket, prefix=prefix, service_account_key=emulator_service_account_key(host))
     return icechunk.gcs_storage(bucket=bucket, prefix=prefix, from_env=True)
@@ -177,14 +187,14 @@ def icechunk_gcs_container(source):
     return icechunk.VirtualChunkContainer(source.prefix_url, icechunk.gcs_store())
 
 
-def icechunk_gcs_credentials():
+def icechunk_gcs_credentials(access: GcsAccess):
     """How this process reads virtual chunks: the emulator, ADC when present, else anonymously
     (the public ISMIP6 bucket needs nothing more; readers of the store do the same)."""
     import icechunk
 
-    host = emulator_host()
+    host = access.emulator_host
     if host:
         return icechunk.gcs_credentials(service_account_key=emulator_service_account_key(host))
-    if credentials_file() is not None:
+    if access.credentials_file is not None:
         return icechunk.gcs_credentials(from_env=True)
     return icechunk.gcs_credentials(anonymous=True)

@@ -59,6 +59,11 @@ class ArchiveListing:
     def for_partition(self, key: str) -> pd.DataFrame:
         return self.rows[self.rows["partition_key"] == key].reset_index(drop=True)
 
+    def restricted_to(self, partition: PartitionKey) -> ArchiveListing:
+        """The listing of one partition's folder, as `list_archive(source, partition)` gives it."""
+        folder = partition.archive_dir.rstrip("/") + "/"
+        return ArchiveListing(self.for_partition(str(partition)), [(p, r) for p, r in self.ignored if p.startswith(folder)])
+
     def ignored_summary(self) -> dict[str, int]:
         return dict(Counter(reason.split(":")[0] for _, reason in self.ignored))
 
@@ -70,9 +75,7 @@ def empty_index() -> pd.DataFrame:
 def list_archive(source: Location, partition: PartitionKey | None = None, skip_list: SkipList | None = None) -> ArchiveListing:
     """List the archive (or one partition's folder) now and build index rows."""
     if skip_list is None:
-        from ismip6_assets.settings import skip_list_path
-
-        skip_list = SkipList.default(skip_list_path())
+        skip_list = SkipList.default()
     root = source.join(partition.archive_dir if partition else ARCHIVE_TOP)
     try:
         found = source.fs.find(root.fs_path, detail=True)

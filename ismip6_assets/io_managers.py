@@ -14,42 +14,53 @@ from collections import OrderedDict
 
 import dagster as dg
 
-from ismip6_assets.locations import parse_location
-from ismip6_assets.settings import STORE_ENV
+from ismip6_assets.resources import ArchiveResource
 
-# Values of the last few outputs of this process, by (store, asset, partition, run id): a run's
-# later steps read them, then they age out; a partition's values are a few kB to a few MB.
+# Values of the last outputs of this process, by (store, asset, partition, run id): a run's later
+# steps read them, then they age out; a partition's values are a few kB to a few MB.
 _recent: OrderedDict[tuple, object] = OrderedDict()
-RECENT_VALUES = 16
+RECENT_VALUES = 64
 
 
 class StorePickleIOManager(dg.ConfigurableIOManager):
-    """Pickles outputs under ``{STORE}/dagster/{asset}/{INST}/{MODEL}/{EXP}.pkl``."""
+    """Pickles outputs under ``{STORE}/dagster/{asset}/{INST}/{MODEL}/{EXP}.pkl``, one file a partition.
 
-    store_url: str
+    A run may cover several partitions (the backfill policy batches them): a partitioned asset's
+    value is then a dict by partition key, stored a partition per file, and an input over several
+    partitions is loaded as such a dict again.
+    """
 
-    def _target(self, context: dg.OutputContext | dg.InputContext):
-        store = parse_location(self.store_url, STORE_ENV)
-        partition = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
+    archive: ArchiveResource
+
+    def _target(self, context: dg.OutputContext | dg.InputContext, partition: str):
+        store = self.archive.store
         return store, store.join("dagster", *context.asset_key.path, f"{partition}.pkl")
 
-    def _key(self, target, run_id: str | None) -> tuple:
-        return (target.url, run_id)
+    @staticmethod
+    def _partitions(context: dg.OutputContext | dg.InputContext) -> list[str]:
+        return list(context.asset_partition_keys) if context.has_asset_partitions else ["__unpartitioned__"]
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
-        store, target = self._target(context)
-        store.put_atomic(target, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))  # one upload on gs://
-        _recent[self._key(target, context.run_id)] = obj
+        partitions = self._partitions(context)
+        for partition in partitions:
+            value = obj[partition] if context.has_asset_partitions else obj
+            store, target = self._target(context, partition)
+            store.put_atomic(target, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # one upload on gs://
+            _recent[(target.url, context.run_id)] = value
         while len(_recent) > RECENT_VALUES:
             _recent.popitem(last=False)
 
     def load_input(self, context: dg.InputContext):
-        store, target = self._target(context)
         upstream = context.upstream_output
-        key = self._key(target, upstream.run_id if upstream is not None else None)
-        if key in _recent:
-            return _recent[key]
-        with store.fs.open(target.fs_path, "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own files, written by handle_output
+        run_id = upstream.run_id if upstream is not None else None
+        values = {}
+        for partition in self._partitions(context):
+            store, target = self._target(context, partition)
+            if (target.url, run_id) in _recent:
+                values[partition] = _recent[(target.url, run_id)]
+                continue
+            with store.fs.open(target.fs_path, "rb") as f:
+                values[partition] = pickle.load(f)  # noqa: S301 - our own files, written by handle_output
+        return values if context.has_asset_partitions else values["__unpartitioned__"]

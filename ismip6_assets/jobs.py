@@ -4,17 +4,15 @@ import dagster as dg
 
 from ismip6_assets.maintenance import maintain_store
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.settings import snapshot_retention
-from ismip6_assets.store import writer_lock
 
 # "Materialize this partition" in one click: the three assets and their check, per partition.
 materialize_partition_job = dg.define_asset_job(
     "materialize_partition",
     selection=dg.AssetSelection.assets("file_index", "virtual_dataset", "icechunk_commit"),
-    description="Index, virtualize and commit one model/experiment, then reconcile it.",
-    # All steps in the run's own process: ~3.5 s of overhead per run through the daemon instead of
-    # ~7 s with a process per step (measured here). The `icechunk_writer` pool is enforced by the
-    # run queue and the in-process executor alike, and the store's writer lock backs it up.
+    description="Index, virtualize and commit models/experiments (one commit each), then reconcile each.",
+    # All steps in the run's own process: a process per step would pay the imports again for each
+    # (README, Performance). The `icechunk_writer` pool is enforced by the run queue and the
+    # in-process executor alike.
     executor_def=dg.in_process_executor,
 )
 
@@ -36,8 +34,8 @@ class StoreMaintenanceConfig(dg.Config):
 @dg.op(name="expire_and_collect", pool="icechunk_writer", description="Expire snapshots older than the retention and collect unreferenced objects.")
 def store_maintenance_op(context: dg.OpExecutionContext, config: StoreMaintenanceConfig, archive: ArchiveResource) -> dg.Output[dict]:
     """Wiring for `maintenance.maintain_store`: what it removed goes in the run's metadata."""
-    retention = timedelta(days=config.retention_days) if config.retention_days is not None else snapshot_retention()
-    with writer_lock(archive.store):  # no commit in flight while objects are collected
+    retention = timedelta(days=config.retention_days) if config.retention_days is not None else archive.settings.snapshot_retention
+    with archive.writer_lock():  # no commit in flight on this machine while objects are collected
         report = maintain_store(archive.repository(), retention)
     context.log.info(f"expired {report.expired} snapshots, deleted {report.deleted.get('bytes_deleted', 0):,} bytes; {len(report.tags)} tags kept")
     return dg.Output(report.metadata(), metadata={**report.metadata(), "tags": dg.MetadataValue.json(report.tags)})

@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 # bucket against an emulator or without network. Must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+from ismip6_assets.gcs import NO_ACCESS_CONFIG, GcsAccess  # noqa: E402 - after the gcsfs setting above
+
 SCHEMES = ("file", "gs")
 
 
@@ -34,6 +36,11 @@ _read_stores: dict[tuple, Any] = {}
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message names the setting."""
+
+
+# The settings that name the two locations, as errors about them name them (settings.py reads them).
+SOURCE_SETTING = "ISMIP6_SOURCE_URL"
+STORE_SETTING = "ISMIP6_STORE_URL"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,16 @@ class Location:
     # gs:// only: the dagster-gcp GCSResource (anything with ``get_client()``) whose project and
     # credentials every client of this location uses; None: what the clients find themselves.
     gcs: Any = field(default=None, compare=False, repr=False)
+    # gs:// only: where GCS is (an emulator or the real service) and the ADC file found, read once
+    # from the environment by the Dagster layer or the CLI and carried with the location.
+    access: GcsAccess = field(default=NO_ACCESS_CONFIG, compare=False, repr=False)
 
-    def with_gcs(self, resource) -> Location:
-        """This location acting as `resource`'s principal (gs:// only; local paths need none)."""
-        return replace(self, gcs=resource) if self.scheme == "gs" else self
+    def with_gcs(self, resource, access: GcsAccess | None = None) -> Location:
+        """This location acting as `resource`'s principal, reached through `access` (gs:// only;
+        local paths need neither)."""
+        if self.scheme != "gs":
+            return self
+        return replace(self, gcs=resource, access=access if access is not None else self.access)
 
     def __getstate__(self) -> dict:
         # Clients are rebuilt where the location is unpickled (a worker process), from `gcs`.
@@ -57,13 +70,13 @@ class Location:
         gcs = self.gcs
         if gcs is not None and hasattr(type(gcs), "model_fields"):
             gcs = ("resource", type(gcs), {name: getattr(gcs, name) for name in type(gcs).model_fields})
-        return {"scheme": self.scheme, "bucket": self.bucket, "path": self.path, "gcs": gcs}
+        return {"scheme": self.scheme, "bucket": self.bucket, "path": self.path, "gcs": gcs, "access": self.access}
 
     def __setstate__(self, state: dict) -> None:
         gcs = state["gcs"]
         if isinstance(gcs, tuple) and gcs[:1] == ("resource",):
             state = {**state, "gcs": gcs[1](**gcs[2])}
-        self.__dict__.update(state)
+        self.__dict__.update({"access": NO_ACCESS_CONFIG, **state})
 
     @property
     def local_dir(self) -> str | None:
@@ -97,7 +110,7 @@ class Location:
 
     def join(self, *parts: str) -> Location:
         path = "/".join(p.strip("/") for p in (self.path, *parts) if p.strip("/"))
-        return Location(self.scheme, self.bucket, "/" + path if self.scheme == "file" else path, self.gcs)
+        return Location(self.scheme, self.bucket, "/" + path if self.scheme == "file" else path, self.gcs, self.access)
 
     def url_of(self, relpath: str) -> str:
         return self.join(relpath).url
@@ -118,7 +131,7 @@ class Location:
             return LocalFileSystem()
         from ismip6_assets.gcs import filesystem_for
 
-        return filesystem_for(self.gcs)
+        return filesystem_for(self.gcs, self.access)
 
     def obstore(self):
         """An obstore store rooted at this location (for VirtualiZarr's registry)."""
@@ -128,7 +141,7 @@ class Location:
             return LocalStore(self.path)
         from ismip6_assets.gcs import obstore_gcs_store
 
-        return obstore_gcs_store(self.bucket, self.path, self.gcs)
+        return obstore_gcs_store(self.access, self.bucket, self.path, self.gcs)
 
     def exists(self) -> bool:
         return self.fs.exists(self.fs_path)
@@ -144,7 +157,7 @@ class Location:
     def read_store(self):
         """This location's obstore store, one per location, identity and process (it holds the
         connection pool; a location unpickled in a worker for each file finds it there too)."""
-        key = (self, repr(self.gcs))
+        key = (self, repr(self.gcs), self.access)
         if key not in _read_stores:
             if len(_read_stores) >= 8:
                 _read_stores.clear()
@@ -215,7 +228,7 @@ class Location:
             return icechunk.local_filesystem_storage(self.path)
         from ismip6_assets.gcs import icechunk_gcs_storage
 
-        return icechunk_gcs_storage(self.bucket, self.path)
+        return icechunk_gcs_storage(self.access, self.bucket, self.path)
 
     def virtual_chunk_container(self):
         """The container for virtual refs into this location (url_prefix = `prefix_url`)."""
@@ -235,7 +248,7 @@ class Location:
             return icechunk.credentials.LocalFileSystemAccess
         from ismip6_assets.gcs import icechunk_gcs_credentials
 
-        return icechunk_gcs_credentials()
+        return icechunk_gcs_credentials(self.access)
 
     def storage_code(self) -> str:
         """Python that builds Icechunk storage for this location, for a reader to paste (no secrets)."""
@@ -277,8 +290,11 @@ class _FileObject(io.RawIOBase):
         return self._reader.tell()
 
 
-def parse_location(value: str | os.PathLike, setting: str) -> Location:
-    """Parse a local path, ``file://`` or ``gs://`` URL; raise `ConfigError` naming `setting`."""
+def parse_location(value: str | os.PathLike, setting: str, access: GcsAccess = NO_ACCESS_CONFIG) -> Location:
+    """Parse a local path, ``file://`` or ``gs://`` URL; raise `ConfigError` naming `setting`.
+
+    `access`: how a gs:// location reaches GCS (default: the real service, credentials found by
+    the clients themselves)."""
     text = os.fspath(value).strip() if value is not None else ""
     if not text:
         raise ConfigError(f"{setting} is empty: give a local path, file:// or gs:// URL")
@@ -293,4 +309,4 @@ def parse_location(value: str | os.PathLike, setting: str) -> Location:
         return Location("file", "", str(Path(parsed.path).resolve()))
     if not parsed.netloc:
         raise ConfigError(f"{setting}={text!r}: gs:// URL lacks a bucket name")
-    return Location("gs", parsed.netloc, parsed.path.strip("/"))
+    return Location("gs", parsed.netloc, parsed.path.strip("/"), access=access)

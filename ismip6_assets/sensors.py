@@ -6,6 +6,9 @@ import json
 
 import dagster as dg
 
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.execution.backfill import BulkActionStatus
+
 from ismip6_assets.index import list_archive
 from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.partitions import model_experiment_partitions_def
@@ -14,18 +17,31 @@ from ismip6_assets.reconcile import refresh_requests
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store_state import read_store_state
 
-MAX_RUNS_PER_TICK = 25  # first start on the full archive must not flood the run queue
-# A run that ended without moving the store off the state it was asked for is retried (bounded).
-FINISHED_STATUSES = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+# What a backfill the sensor requests covers: every partitioned asset of the partitions the store is
+# behind on, and the catalog once after them.
+PARTITIONED_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit")]
+CATALOG_ASSET = dg.AssetKey("store_catalog")
+BUSY = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
 
 
 def run_tags(partition: PartitionKey) -> dict[str, str]:
     return {"ismip6/institution": partition.institution, "ismip6/model": partition.model, "ismip6/experiment": partition.experiment}
 
 
-def _run_finished(instance: dg.DagsterInstance, run_key: str) -> bool:
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
-    return bool(runs) and runs[0].status in FINISHED_STATUSES
+def _idle(instance: dg.DagsterInstance) -> bool:
+    """No run queued or running and no backfill in progress: whatever was requested has finished."""
+    if instance.get_runs(filters=dg.RunsFilter(statuses=list(BUSY)), limit=1):
+        return False
+    return not instance.get_backfills(status=BulkActionStatus.REQUESTED, limit=1)
+
+
+def backfill_request(keys: list[str]) -> dg.RunRequest:
+    """One backfill of `keys` and the catalog: the backfill policy batches them into runs."""
+    subset = model_experiment_partitions_def.subset_with_partition_keys(keys)
+    graph_subset = AssetGraphSubset(
+        partitions_subsets_by_asset_key={key: subset for key in PARTITIONED_ASSETS}, non_partitioned_asset_keys={CATALOG_ASSET}
+    )
+    return dg.RunRequest.for_asset_graph_subset(graph_subset, tags={"ismip6/launched_by": "archive_sensor"})
 
 
 @dg.sensor(
@@ -35,31 +51,29 @@ def _run_finished(instance: dg.DagsterInstance, run_key: str) -> bool:
     description=(
         "Watches the source archive (ISMIP6_SOURCE_URL, Projection-AIS/INST/MODEL/EXP/*.nc) with one recursive listing "
         "every 5 minutes, compared with the Icechunk store: adds a model_experiment partition for each new folder and "
-        "requests a materialize_partition run for each partition the store is behind on (files added, changed or deleted, "
-        f"groups lost, a folder gone), again after a run that left it behind, at most {MAX_RUNS_PER_TICK} a tick. "
+        "requests ONE backfill of every partition the store is behind on (files added, changed or deleted, groups lost, "
+        "a folder gone) and of the catalog after them; the backfill policy batches partitions into runs. A partition left "
+        "behind after its backfill finished is requested again (3 attempts in all). "
         "Stopped by default: turn it on to keep the store current with the archive."
     ),
 )
 def archive_sensor(context: dg.SensorEvaluationContext, archive: ArchiveResource) -> dg.SensorResult:
     """Compares one recursive listing of the archive with the store each tick: adds partitions for
-    new model/experiment folders and requests a run for each partition the store is behind on
-    (files added, changed or deleted, groups lost, a folder gone), once per archive+store state,
-    again after a run that left it behind. At most 25 runs a tick; the rest follow on later ticks."""
-    rows = list_archive(archive.source).rows
+    new model/experiment folders and requests one backfill of every partition the store is behind
+    on, once per archive+store state, again after the backfill left it behind."""
+    rows = list_archive(archive.source, skip_list=archive.skip_list_entries).rows
+    idle = _idle(context.instance)
     requests, cursor = refresh_requests(
         rows,
         read_store_state(archive.repository(), archive.store),
         json.loads(context.cursor) if context.cursor else {},
-        run_finished=lambda key: _run_finished(context.instance, key),
-        max_runs=MAX_RUNS_PER_TICK,
+        run_finished=lambda key: idle,
+        max_runs=len(rows) + 1,
     )
     known = set(context.instance.get_dynamic_partitions(model_experiment_partitions_def.name))
     new_keys = sorted((set(rows["partition_key"]) | {r.partition for r in requests}) - known)
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=r.run_key, partition_key=r.partition, tags=run_tags(PartitionKey.parse(r.partition)))
-            for r in requests
-        ],
+        run_requests=[backfill_request(sorted(r.partition for r in requests))] if requests else [],
         dynamic_partitions_requests=[model_experiment_partitions_def.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(cursor, sort_keys=True),
     )

@@ -1,29 +1,33 @@
 """Configuration: the one place that reads the environment, with an embedded default that needs no cloud.
 
 `load_settings` reads every setting and checks it, so a bad one is one clear error naming it (and
-the value) before any work: `ismip6` calls it first, `definitions.py` when Dagster loads the code
-location, and everything else reads the process's checked `Settings` through `current()`.
+the value) before any work. It is called where a command or a run starts: by `ismip6`, by
+`definitions.py` when Dagster loads the code location, and by `ArchiveResource` when a run starts
+(from the resource's own fields, which `dg.EnvVar` fills in the run's process). Everything below
+receives the checked values as arguments; nothing else reads the environment.
 Only an unset variable means its default: a variable set to nothing is an error, not a fallback.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from ismip6_assets.executors import EXECUTOR_ENV, ExecutorSpec, parse_spec
-from ismip6_assets.locations import ConfigError, Location, parse_location
+from ismip6_assets.gcs import GcsAccess, adc_file
+from ismip6_assets.locations import SOURCE_SETTING, STORE_SETTING, ConfigError, Location, parse_location
 from ismip6_assets.paths import ARCHIVE_TOP
+from ismip6_assets.skip_list import SKIP_LIST_SETTING, SkipList
+from ismip6_assets.store import DEFAULT_SNAPSHOT_CACHE_NODES, DEFAULT_WRITER_WAIT_SECONDS, check_store
 
-SOURCE_ENV = "ISMIP6_SOURCE_URL"
-STORE_ENV = "ISMIP6_STORE_URL"
-SKIP_LIST_ENV = "ISMIP6_SKIP_LIST"
+SOURCE_ENV = SOURCE_SETTING
+STORE_ENV = STORE_SETTING
+SKIP_LIST_ENV = SKIP_LIST_SETTING
 PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
 WRITER_WAIT_ENV = "ISMIP6_WRITER_WAIT_SECONDS"
 SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
@@ -34,16 +38,8 @@ EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 OTHER_ENV = (CREDENTIALS_ENV, EMULATOR_ENV, "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT", "DAGSTER_HOME")
 ISMIP6_ENV = (SOURCE_ENV, STORE_ENV, SKIP_LIST_ENV, EXECUTOR_ENV, PARTITION_WORKERS_ENV, WRITER_WAIT_ENV, SNAPSHOT_CACHE_ENV, SNAPSHOT_RETENTION_ENV)
 
-DEFAULT_WRITER_WAIT_SECONDS = 300.0
 # The store_maintenance job expires history older than this (readers need only the head; tags stay).
 DEFAULT_SNAPSHOT_RETENTION_DAYS = 7.0
-# Icechunk keeps every snapshot a process opens, up to 500,000 nodes by default. Each commit makes a
-# new one, so a worker committing partition after partition held ~11 of them: ~40 MB each on the
-# full-shape store (45,200 nodes, ~4.5 per file), 1.07 GB per worker (bench/throughput.py). A
-# writer reads two or three: the head it plans on and the one it commits. 150,000 nodes keeps three
-# full-archive snapshots. Icechunk's own cache-size warning is silenced (store.py: it fires from a
-# fifth of the cache on), so an archive whose snapshot outgrows this needs the setting raised by hand.
-DEFAULT_SNAPSHOT_CACHE_NODES = 150_000
 
 
 def data_dir() -> Path:
@@ -83,12 +79,24 @@ class Settings:
     dagster_home: str | None = None
 
     @property
+    def gcs_access(self) -> GcsAccess:
+        return GcsAccess(self.emulator_host, adc_file(self.credentials_file, self.gcloud_config))
+
+    @property
     def source(self) -> Location:
-        return parse_location(self.source_url, self.source_setting)
+        return parse_location(self.source_url, self.source_setting, self.gcs_access)
 
     @property
     def store(self) -> Location:
-        return parse_location(self.store_url, self.store_setting)
+        return parse_location(self.store_url, self.store_setting, self.gcs_access)
+
+    @property
+    def snapshot_retention(self) -> timedelta:
+        """How old a snapshot must be for `store_maintenance` to expire it."""
+        return timedelta(days=self.snapshot_retention_days)
+
+    def skip_list_entries(self) -> SkipList:
+        return SkipList.default(self.skip_list)
 
 
 def _text(environ, name: str) -> str | None:
@@ -131,17 +139,24 @@ def _url(flag: str, flag_value: str | None, name: str, environ, default: str) ->
     return (value, name) if value is not None else (default, name)
 
 
+def check_names(environ) -> None:
+    """A variable that looks like one of ours but is not (a typo) fails naming it and the one it resembles."""
+    for name in sorted(n for n in environ if n.startswith("ISMIP6_") and n not in ISMIP6_ENV):
+        close = difflib.get_close_matches(name, ISMIP6_ENV, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "known: " + ", ".join(ISMIP6_ENV)
+        raise ConfigError(f"{name} is not a setting of ismip6_assets ({hint})")
+
+
 def load_settings(source: str | None = None, store: str | None = None, environ=None) -> Settings:
     """Every setting from the environment (`source`/`store`: the command-line flags), each checked."""
     environ = os.environ if environ is None else environ
+    check_names(environ)
     source_url, source_setting = _url("--source", source, SOURCE_ENV, environ, default_source_url())
     store_url, store_setting = _url("--store", store, STORE_ENV, environ, default_store_url())
     executor = _text(environ, EXECUTOR_ENV)
     skip_list = _text(environ, SKIP_LIST_ENV)
     if skip_list is not None and not os.path.isfile(skip_list):
         raise ConfigError(f"{SKIP_LIST_ENV}={skip_list!r}: no such file")
-    from ismip6_assets.skip_list import SkipList  # it imports this module
-
     SkipList.default(skip_list)  # a malformed entry is one line naming the file and line
     emulator = (environ.get(EMULATOR_ENV) or "").strip().rstrip("/")
     settings = Settings(
@@ -163,41 +178,6 @@ def load_settings(source: str | None = None, store: str | None = None, environ=N
     )
     settings.source, settings.store  # noqa: B018 - parse both URLs now: a bad one names its setting
     return settings
-
-
-def skip_list_path() -> str | None:
-    """``ISMIP6_SKIP_LIST``: a skip list other than the packaged one (None: the packaged one)."""
-    return current().skip_list
-
-
-_installed: Settings | None = None
-_loaded: tuple[tuple, Settings] | None = None
-
-
-def snapshot_retention() -> timedelta:
-    """``ISMIP6_SNAPSHOT_RETENTION_DAYS``: how old a snapshot must be for `store_maintenance` to expire it."""
-    return timedelta(days=current().snapshot_retention_days)
-
-
-def current() -> Settings:
-    """This process's settings: those `install`ed (a worker gets its parent's), else the environment's.
-
-    Built by `load_settings` once per distinct environment: tests and embedding processes change the
-    environment between calls, and the snapshot of a dozen variables costs microseconds.
-    """
-    global _loaded
-    if _installed is not None:
-        return _installed
-    key = tuple(os.environ.get(name) for name in (*ISMIP6_ENV, *OTHER_ENV))
-    if _loaded is None or _loaded[0] != key:
-        _loaded = (key, load_settings())
-    return _loaded[1]
-
-
-def install(settings: Settings | None) -> None:
-    """Use `settings` in this process from now on (None: read the environment again)."""
-    global _installed
-    _installed = settings
 
 
 def check_credentials_file(settings: Settings) -> None:
@@ -240,41 +220,5 @@ def resolve(settings: Settings, check: bool = True, existing_store: bool = False
         if source_loc.needs_credentials_check or store_loc.needs_credentials_check:
             check_credentials_file(settings)
         check_source(source_loc, settings.source_setting)
-        from ismip6_assets.store import check_store  # Icechunk's import, only once the settings are good
-
         check_store(store_loc, settings.store_setting, must_exist=existing_store)
     return source_loc, store_loc
-
-
-# --- the environment of the processes this one starts ------------------------------------------
-
-# A fork server's own environment as it starts (runner._worker_context): single-threaded OpenBLAS
-# and no jemalloc background thread in pyarrow, so the server runs one thread when it forks.
-FORK_SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
-
-
-@contextmanager
-def fork_server_environment() -> Iterator[None]:
-    """`FORK_SERVER_ENV` set while the fork server starts, the process's own values again after."""
-    saved = {name: os.environ.get(name) for name in FORK_SERVER_ENV}
-    os.environ.update(FORK_SERVER_ENV)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def environment() -> dict[str, str]:
-    """This process's environment as it is now, for a worker to take (`adopt_environment`)."""
-    return dict(os.environ)
-
-
-def adopt_environment(environ: dict[str, str]) -> None:
-    """A forked worker takes its parent's environment of now, not its fork server's from when it
-    started: clients such as gcsfs and Icechunk read STORAGE_EMULATOR_HOST there."""
-    os.environ.clear()
-    os.environ.update(environ)

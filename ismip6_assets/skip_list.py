@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ismip6_assets.locations import ConfigError
-from ismip6_assets.settings import SKIP_LIST_ENV
+
+SKIP_LIST_SETTING = "ISMIP6_SKIP_LIST"
 
 DEFAULT_SKIP_LIST = Path(__file__).with_name("skip_list.txt")
 PIN_KINDS = ("size", "fingerprint", "before")
@@ -82,7 +83,7 @@ class SkipList:
         return cls(tuple(entries))
 
     @classmethod
-    def from_file(cls, path: str | Path, setting: str = SKIP_LIST_ENV) -> SkipList:
+    def from_file(cls, path: str | Path, setting: str = SKIP_LIST_SETTING) -> SkipList:
         try:
             text = Path(path).read_text()
         except OSError as exc:

@@ -19,9 +19,8 @@ import icechunk
 import zarr
 
 from ismip6_assets.group_writer import write_groups
-from ismip6_assets.locations import ConfigError, Location
+from ismip6_assets.locations import STORE_SETTING, ConfigError, Location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.settings import STORE_ENV, current
 from ismip6_assets.view_writer import write_view
 from ismip6_assets.views import view_group
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
@@ -41,12 +40,22 @@ FAILURES_ATTR = "ismip6_failures"
 SIDECAR_DIRS = ("index", "failures", "dagster", "catalog", ".ismip6-writer.lock")
 
 
+DEFAULT_WRITER_WAIT_SECONDS = 300.0
+# Icechunk keeps every snapshot a process opens, up to 500,000 nodes by default; each commit makes a
+# new one, so a worker committing partition after partition held many whole-store snapshots. A
+# writer reads two or three (the head it plans on and the one it commits): this keeps three
+# full-archive snapshots (bench/throughput.py measures a worker's peak memory). Icechunk's own
+# cache-size warning is silenced below, so an archive whose snapshot outgrows this needs
+# ISMIP6_SNAPSHOT_CACHE_NODES raised.
+DEFAULT_SNAPSHOT_CACHE_NODES = 150_000
+
+
 class StoreBusy(RuntimeError):
     """Another process on this machine is writing to the same store."""
 
 
 @contextmanager
-def writer_lock(store: Location) -> Iterator[None]:
+def writer_lock(store: Location, wait_seconds: float = DEFAULT_WRITER_WAIT_SECONDS) -> Iterator[None]:
     """One writer at a time per store on this machine; a second one waits, then is refused.
 
     Icechunk's local-filesystem storage is not safe for concurrent commits (4 concurrent writers
@@ -60,7 +69,7 @@ def writer_lock(store: Location) -> Iterator[None]:
     path = store.writer_lock_path
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    deadline = time.monotonic() + current().writer_wait_seconds
+    deadline = time.monotonic() + wait_seconds
     try:
         while True:
             try:
@@ -92,22 +101,24 @@ def virtual_chunk_credentials(source: Location) -> dict:
 # the object, so reusing it makes a partition's state read ~17 ms of CPU instead of ~94 ms on the
 # 10,034-group store (bench/throughput.py); a pipeline run opens the store ~4 times per partition.
 # Sessions still read the branch head afresh, so commits from other processes are seen.
-_repositories: dict[tuple[str, str, bool], icechunk.Repository] = {}
+_repositories: dict[tuple[str, str, bool, int], icechunk.Repository] = {}
 
 
-def open_repository(store: Location, source: Location, writable: bool = True) -> icechunk.Repository:
+def open_repository(
+    store: Location, source: Location, writable: bool = True, snapshot_cache_nodes: int = DEFAULT_SNAPSHOT_CACHE_NODES
+) -> icechunk.Repository:
     """Open (or create) the repository at `store`, authorised to read virtual chunks of `source`.
 
     `writable=False` (read-only commands) never creates it nor saves its config: no repository
     there is a `ConfigError`.
     """
-    key = (store.url, source.prefix_url, writable)
+    key = (store.url, source.prefix_url, writable, snapshot_cache_nodes)
     cached = _repositories.get(key)
     # A local store folder removed since (a user's rm -r, tests) is seen at once; an object-store
     # repository is not deleted under a running pipeline, and checking cost a round trip per call.
     if cached is not None and (store.local_dir is None or icechunk.Repository.exists(_storage(store))):
         return cached
-    repo = _open_repository(store, source, writable)
+    repo = _open_repository(store, source, writable, snapshot_cache_nodes)
     _repositories[key] = repo
     return repo
 
@@ -124,9 +135,9 @@ def _stored_config(source: Location) -> icechunk.RepositoryConfig:
     return config
 
 
-def _process_config(source: Location) -> icechunk.RepositoryConfig:
+def _process_config(source: Location, snapshot_cache_nodes: int) -> icechunk.RepositoryConfig:
     config = _stored_config(source)
-    config.caching = icechunk.CachingConfig(num_snapshot_nodes=current().snapshot_cache_nodes)
+    config.caching = icechunk.CachingConfig(num_snapshot_nodes=snapshot_cache_nodes)
     # A commit writes one manifest per array it touched (~4 a file); Icechunk writes them one at a
     # time by default, one round trip each on object storage. See COMMIT_MANIFEST_CONCURRENCY.
     config.manifest = icechunk.ManifestConfig(max_concurrent_manifest_fetches_during_commit=COMMIT_MANIFEST_CONCURRENCY)
@@ -146,7 +157,7 @@ def _repository_exists(store: Location, setting: str) -> bool:
         raise ConfigError(f"{setting}={store.url}: cannot read it ({str(exc).strip().splitlines()[0]})") from None
 
 
-def check_store(store: Location, setting: str = STORE_ENV, must_exist: bool = False) -> None:
+def check_store(store: Location, setting: str = STORE_SETTING, must_exist: bool = False) -> None:
     """A store location that cannot work fails here in one line naming `setting`: a plain file,
     a folder of something else, or (`must_exist`) no repository at all. Nothing is written."""
     if _repository_exists(store, setting):
@@ -162,18 +173,18 @@ def check_store(store: Location, setting: str = STORE_ENV, must_exist: bool = Fa
             )
 
 
-def _open_repository(store: Location, source: Location, writable: bool) -> icechunk.Repository:
+def _open_repository(store: Location, source: Location, writable: bool, snapshot_cache_nodes: int) -> icechunk.Repository:
     storage = _storage(store)
     credentials = virtual_chunk_credentials(source)
-    if _repository_exists(store, STORE_ENV):
+    if _repository_exists(store, STORE_SETTING):
         stored = icechunk.Repository.fetch_config(storage)
         if writable and (stored is None or source.prefix_url not in (stored.virtual_chunk_containers or {})):
             # so readers of the store learn the new source container
             icechunk.Repository.open(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials).save_config()
-        return icechunk.Repository.open(storage, config=_process_config(source), authorize_virtual_chunk_access=credentials)
+        return icechunk.Repository.open(storage, config=_process_config(source, snapshot_cache_nodes), authorize_virtual_chunk_access=credentials)
     check_store(store, must_exist=not writable)  # raises for a location that must not be created
     repo = icechunk.Repository.create(storage, config=_stored_config(source), authorize_virtual_chunk_access=credentials, check_clean_root=False)
-    return repo.reopen(config=_process_config(source), authorize_virtual_chunk_access=credentials)
+    return repo.reopen(config=_process_config(source, snapshot_cache_nodes), authorize_virtual_chunk_access=credentials)
 
 
 def commit_message(partition: PartitionKey, written: list[str], removed: list[str], view=None) -> str:

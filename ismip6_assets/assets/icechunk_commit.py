@@ -3,12 +3,12 @@ import pandas as pd
 
 from ismip6_assets.assets.metadata import failure_table, group_list, open_code, preview_markdown, snippet, view_metadata
 from ismip6_assets.failures import write_failures
-from ismip6_assets.partitions import model_experiment_partitions_def
+from ismip6_assets.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.preview import partition_preview, stored_variables
 from ismip6_assets.reconcile import commit_plan, store_diff
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.store import BRANCH, commit_partition, writer_lock
+from ismip6_assets.store import BRANCH, commit_partition
 from ismip6_assets.store_state import read_partition_state
 from ismip6_assets.view_writer import read_view
 from ismip6_assets.virtualize import VirtualizationResult, one_line
@@ -18,6 +18,7 @@ WRITER_POOL = "icechunk_writer"
 
 @dg.asset(
     partitions_def=model_experiment_partitions_def,
+    backfill_policy=PARTITION_BACKFILL_POLICY,
     group_name="ismip6",
     kinds={"icechunk"},
     owners=["team:ismip6"],
@@ -25,26 +26,40 @@ WRITER_POOL = "icechunk_writer"
     pool=WRITER_POOL,
 )
 def icechunk_commit(
-    context: dg.AssetExecutionContext, archive: ArchiveResource, file_index: pd.DataFrame, virtual_dataset: VirtualizationResult
+    context: dg.AssetExecutionContext,
+    archive: ArchiveResource,
+    file_index: dict[str, pd.DataFrame],
+    virtual_dataset: dict[str, VirtualizationResult],
 ) -> dg.MaterializeResult:
-    """The partition's groups ``{INST}_{MODEL}/{EXP}/{variable}`` in the Icechunk store, one commit per run.
+    """The partition's groups ``{INST}_{MODEL}/{EXP}/{variable}`` in the Icechunk store, one commit per partition.
 
     Partitioned per model/experiment: one commit per partition keeps each delivery atomic. Writes
     only what the store lacks (missing/stale files), removes groups whose source is gone, records
     current failures, and rebuilds the partition's view (every variable on model years) in the same
     commit. Metadata: the commit, the view (years, variables, those left out and why), a copy-paste
     xarray snippet that opens the view and a preview map of one time slice read back through the
-    store (proof that the virtual references resolve).
+    store (proof that the virtual references resolve). A run over several partitions commits them
+    one after another, each in its own commit with its own metadata.
     """
-    partition = PartitionKey.parse(context.partition_key)
+    keys = list(file_index)
+    for i, key in enumerate(keys, start=1):
+        metadata = commit_one(context, archive, PartitionKey.parse(key), file_index[key], virtual_dataset[key])
+        context.add_asset_metadata(metadata, partition_key=key)
+        context.log.info(f"[{i}/{len(keys)}] {key}: {metadata['commit_message']}")
+    return dg.MaterializeResult()
+
+
+def commit_one(
+    context: dg.AssetExecutionContext, archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult
+) -> dict:
+    """One partition's commit and the metadata its materialization shows."""
     repo = archive.repository()
-    diff = store_diff(partition, file_index, read_partition_state(repo, partition))
-    plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
+    diff = store_diff(partition, rows, read_partition_state(repo, partition))
+    plan = commit_plan(diff, virtualized.files, virtualized.failures)
     snapshot, message = commit_partition(
-        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=lambda: writer_lock(archive.store)
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=archive.writer_lock
     )
-    failures_url = write_failures(archive.store, virtual_dataset.failures)
-    context.log.info(f"{partition}: {message or 'nothing to commit'}")
+    failures_url = write_failures(archive.store, virtualized.failures)
     written = [vf.group for vf in plan.write]
     removed = [partition.variable_group(v) for v in plan.remove]
     # One session, at the commit just made, serves every read below (each fresh session of the
@@ -59,12 +74,11 @@ def icechunk_commit(
         context.log.warning(f"{partition}: preview {preview_error}")
     example = preview.variable if preview else (stored[0] if stored else "lithk")
     view = read_view(session.store, partition)
-    return dg.MaterializeResult(
-        metadata={
+    return {
             "commit_id": snapshot or "",
             "commit_message": message or "nothing to commit: the store already matched the archive",
             "branch_head": session.snapshot_id,  # the head this commit made (or found nothing to change on)
-            "files": len(file_index),
+            "files": len(rows),
             "groups_written": len(written),
             "groups_removed": len(removed),
             "partition_groups": len(stored),  # this partition's variable groups on the branch head
@@ -77,5 +91,4 @@ def icechunk_commit(
             **view_metadata(view),
             "open_with_xarray": snippet(open_code(archive.store, archive.source, partition, view, example)),
             "preview": preview_markdown(preview, preview_error),
-        }
-    )
+    }

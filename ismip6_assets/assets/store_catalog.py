@@ -16,14 +16,14 @@ TABLE_ROWS = 500  # the UI's table; the parquet holds every row
     kinds={"parquet", "stac"},
     owners=["team:ismip6"],
     tags={"ismip6/stage": "catalog"},
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def store_catalog(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg.MaterializeResult:
     """What the store holds, one row per variable group: ``{STORE}/catalog/catalog.parquet``, and a
     STAC Collection with one Item per model/experiment at ``{STORE}/catalog/stac/collection.json``.
 
-    Unpartitioned: one catalog of the whole store, refreshed after commits (eagerly, and at the end
-    of ``ismip6 run``) from the experiment groups changed since the catalog's snapshot.
+    Unpartitioned: one catalog of the whole store, refreshed once after the commits of a backfill
+    (every backfill the sensor and ``ismip6 run`` launch selects it) from the experiment groups
+    changed since the catalog's snapshot.
     """
     frame, snapshot, reread = build_catalog(archive.repository(), archive.store)
     if reread is None:  # already at the head: nothing written
