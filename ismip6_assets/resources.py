@@ -8,7 +8,6 @@ them all once, with the same checker `ismip6` uses, and hands checked values dow
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from functools import cached_property
 
@@ -33,6 +32,7 @@ from ismip6_assets.settings import (
     default_source_url,
     default_store_url,
     load_settings,
+    process_environment,
 )
 from ismip6_assets.skip_list import SkipList
 from ismip6_assets.store import open_repository, writer_lock
@@ -123,7 +123,7 @@ def archive_resource_from_environment(environ: Mapping[str, str] | None = None) 
     """The resource `dagster dev`, the daemon and their runs use: each set variable as `dg.EnvVar`
     (resolved where the run runs), each unset one as its default. Checked here once, so a bad
     setting fails loading the code location with the same one line `ismip6` prints."""
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     load_settings(environ=environ)
     fields = {name: dg.EnvVar(env) for name, env in FIELD_ENV.items() if environ.get(env) is not None}
     fields.setdefault("source_url", default_source_url())
@@ -135,7 +135,7 @@ def archive_resource_from_environment(environ: Mapping[str, str] | None = None) 
 def archive_resource_for(settings: Settings, environ: Mapping[str, str] | None = None) -> ArchiveResource:
     """The resource of a command: its checked URLs (flags or variables) and the variables it was
     started with, as literal values, so the runs it launches carry them as run config."""
-    environ = os.environ if environ is None else environ
+    environ = process_environment() if environ is None else environ
     fields = {name: environ[env] for name, env in FIELD_ENV.items() if environ.get(env) is not None}
     fields.update(source_url=settings.source_url, store_url=settings.store_url)
     return ArchiveResource(**fields)

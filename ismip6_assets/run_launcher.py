@@ -1,11 +1,12 @@
 """The one-machine run launcher: Dagster's `DefaultRunLauncher`, plus a health check of its run workers.
 
-Dagster's run monitoring marks a run whose worker died as failed, and its run retries then launch it
-again, but only with a launcher that can say whether a run's worker is alive: Kubernetes' and
-Docker's can, the default (a local process per run) cannot, so a run whose process was killed
-(out of memory, a native crash in a hostile NetCDF file, `kill -9`) stayed STARTED forever. This one
-answers from the run worker's process id, which every event the worker logs records (its RUN_START
-event's), on this machine. It is what `dagster_home/dagster.yaml` names; a cluster names
+Dagster's run retries launch a failed run again, once it is marked failed. A run whose process dies
+(out of memory, a native crash in a hostile NetCDF file, `kill -9`) is marked failed by the code
+server that started it, when that server sees the process end; when the server is gone too (killed
+with it, a restart), only run monitoring can, and only with a launcher that says whether a run's
+worker is alive: Kubernetes' and Docker's can, the default (a local process per run) cannot, and the
+run stayed STARTED forever. This one answers from the run worker's process id, which its RUN_START
+event records, on this machine. It is what `dagster_home/dagster.yaml` names; a cluster names
 `K8sRunLauncher` or `DockerRunLauncher` instead (README, Deploying).
 """
 
@@ -44,7 +45,7 @@ class LocalRunLauncher(DefaultRunLauncher):
         records = self._instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
         if not records:  # not started yet: run monitoring's start timeout covers a launch that never starts
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run worker has not started yet")
-        pid = records[0].event_log_entry.pid
+        pid = records[0].event_log_entry.dagster_event.pid
         if pid is None or process_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker process {pid} is gone (killed or crashed)")

@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import dagster as dg
 import yaml
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG, WILL_RETRY_TAG
+from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, BACKFILL_ID_TAG, PARTITION_NAME_TAG, WILL_RETRY_TAG
 from dagster._core.utils import make_new_backfill_id
 
 from ismip6_assets.definitions import build_definitions
@@ -38,6 +38,7 @@ from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.redact import redact
 from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.settings import process_environment
 from ismip6_assets.store_state import read_store_state
 
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")
@@ -118,7 +119,7 @@ def running_daemon(instance: dg.DagsterInstance, log_path: str | None = None) ->
     if daemon_running(instance):
         yield
         return
-    env = {**os.environ, "DAGSTER_HOME": instance.root_directory}
+    env = {**process_environment(), "DAGSTER_HOME": instance.root_directory}
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
         [sys.executable, "-m", "ismip6_assets.daemon", "run", "-m", "ismip6_assets.definitions"],
@@ -187,6 +188,7 @@ class BackfillWatch:
                     if evaluation.partition in self.keys and evaluation.partition not in self.outcomes:
                         new.append(self._outcome(evaluation))
             if run.status in FINISHED and run.status != dg.DagsterRunStatus.SUCCESS and run.tags.get(WILL_RETRY_TAG) != "true":
+                # A run Dagster retries gives its partitions' outcomes through the retry (same backfill).
                 new += [self._failed(key, run) for key in sorted(self.partitions_of(run)) if key not in self.outcomes]
         for outcome in new:
             self.outcomes[outcome.partition] = outcome
@@ -222,6 +224,11 @@ class BackfillWatch:
 
     def _failed(self, key: str, run: dg.DagsterRun) -> PartitionOutcome:
         return PartitionOutcome(key, "FAILED", findings=[{"category": "run_failed", "item": f"run {run.run_id[:8]}: {run_failure(self.instance, run)}"}])
+
+
+def run_settled(run: dg.DagsterRun) -> bool:
+    """Finished, and not waiting for Dagster to launch its retry (a launched retry is a run of its own)."""
+    return run.status in FINISHED and (run.tags.get(WILL_RETRY_TAG) != "true" or AUTO_RETRY_RUN_ID_TAG in run.tags)
 
 
 def run_failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
@@ -322,7 +329,7 @@ def _until_done(watch: BackfillWatch) -> Iterator[PartitionOutcome]:
         runs = watch.runs()
         yield from watch.read(runs)
         settled = backfill.status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING)
-        if settled and all(r.status in FINISHED and r.tags.get(WILL_RETRY_TAG) != "true" for r in runs):
+        if settled and all(run_settled(r) for r in runs):
             yield from watch.read(watch.runs())
             for key in sorted(watch.keys - set(watch.outcomes)):
                 outcome = PartitionOutcome(key, "FAILED", findings=[{"category": "run_failed", "item": f"backfill {backfill.status.value.lower()} without a result"}])
@@ -333,15 +340,22 @@ def _until_done(watch: BackfillWatch) -> Iterator[PartitionOutcome]:
 
 
 def _execute_in_process(archive: ArchiveResource, instance: dg.DagsterInstance, keys: list[str], report) -> None:
-    defs = build_definitions(archive)
-    job = defs.resolve_job_def("materialize_partition")
     for key in keys:
-        result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, tags={"ismip6/launched_by": "in_process"})
-        watch = BackfillWatch(instance, [key])
-        run = instance.get_run_by_id(result.run_id)
-        new = watch.read([run])
-        report(new[0] if new else PartitionOutcome(key, "FAILED", findings=[{"category": "run_failed", "item": "no reconciliation result"}]))
-    defs.resolve_job_def("refresh_catalog").execute_in_process(instance=instance, raise_on_error=False)
+        report(run_partition(archive, instance, key))
+    build_definitions(archive).resolve_job_def("refresh_catalog").execute_in_process(instance=instance, raise_on_error=False)
+
+
+def run_partition(archive: ArchiveResource, instance: dg.DagsterInstance, key: str) -> PartitionOutcome:
+    """One partition's `materialize_partition` run in this process (tests), its outcome as
+    `ismip6 run` reports it."""
+    register_partitions(instance, [key])
+    job = build_definitions(archive).resolve_job_def("materialize_partition")
+    started = time.perf_counter()
+    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False, tags={"ismip6/launched_by": "in_process"})
+    new = BackfillWatch(instance, [key]).read([instance.get_run_by_id(result.run_id)])
+    outcome = new[0] if new else PartitionOutcome(key, "FAILED", findings=[{"category": "run_failed", "item": "no reconciliation result"}])
+    outcome.seconds = time.perf_counter() - started
+    return outcome
 
 
 def reconcile_archive(archive: ArchiveResource, progress: Callable[[int, int, StoreDiff], None] | None = None) -> list[StoreDiff]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import dagster as dg
 
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
 from ismip6_assets.index import list_archive
 from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.partitions import model_experiment_partitions_def
-from ismip6_assets.paths import PartitionKey
 from ismip6_assets.reconcile import refresh_requests
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store_state import read_store_state
@@ -21,27 +21,39 @@ from ismip6_assets.store_state import read_store_state
 # behind on, and the catalog once after them.
 PARTITIONED_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit")]
 CATALOG_ASSET = dg.AssetKey("store_catalog")
-BUSY = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+COMMIT_ASSET = dg.AssetKey("icechunk_commit")
+REQUEST_TAG = "ismip6/sensor_request"
 
 
-def run_tags(partition: PartitionKey) -> dict[str, str]:
-    return {"ismip6/institution": partition.institution, "ismip6/model": partition.model, "ismip6/experiment": partition.experiment}
+def request_id(requests) -> str:
+    """A name for one tick's request, carried by the backfill it becomes (tag `REQUEST_TAG`)."""
+    return hashlib.sha256("\n".join(sorted(r.run_key for r in requests)).encode()).hexdigest()[:16]
 
 
-def _idle(instance: dg.DagsterInstance) -> bool:
-    """No run queued or running and no backfill in progress: whatever was requested has finished."""
-    if instance.get_runs(filters=dg.RunsFilter(statuses=list(BUSY)), limit=1):
-        return False
-    return not instance.get_backfills(status=BulkActionStatus.REQUESTED, limit=1)
+def _backfill_finished(instance: dg.DagsterInstance, request: str | None) -> bool:
+    """Whether the backfill a tick requested has finished (None: asked before this bookkeeping)."""
+    if request is None:
+        return True
+    backfills = instance.get_backfills(filters=BulkActionsFilter(tags={REQUEST_TAG: request}), limit=1)
+    return bool(backfills) and backfills[0].status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING)
 
 
-def backfill_request(keys: list[str]) -> dg.RunRequest:
+def requested_partitions(result: dg.SensorResult) -> list[str]:
+    """The partitions a tick's backfill request covers, sorted (none: nothing requested)."""
+    keys = set()
+    for request in result.run_requests or []:
+        subset = request.asset_graph_subset
+        keys |= set(subset.partitions_subsets_by_asset_key[COMMIT_ASSET].get_partition_keys()) if subset else set()
+    return sorted(keys)
+
+
+def backfill_request(keys: list[str], request: str) -> dg.RunRequest:
     """One backfill of `keys` and the catalog: the backfill policy batches them into runs."""
     subset = model_experiment_partitions_def.subset_with_partition_keys(keys)
     graph_subset = AssetGraphSubset(
         partitions_subsets_by_asset_key={key: subset for key in PARTITIONED_ASSETS}, non_partitioned_asset_keys={CATALOG_ASSET}
     )
-    return dg.RunRequest.for_asset_graph_subset(graph_subset, tags={"ismip6/launched_by": "archive_sensor"})
+    return dg.RunRequest.for_asset_graph_subset(graph_subset, tags={"ismip6/launched_by": "archive_sensor", REQUEST_TAG: request})
 
 
 @dg.sensor(
@@ -62,18 +74,21 @@ def archive_sensor(context: dg.SensorEvaluationContext, archive: ArchiveResource
     new model/experiment folders and requests one backfill of every partition the store is behind
     on, once per archive+store state, again after the backfill left it behind."""
     rows = list_archive(archive.source, skip_list=archive.skip_list_entries).rows
-    idle = _idle(context.instance)
-    requests, cursor = refresh_requests(
+    previous = json.loads(context.cursor) if context.cursor else {}
+    asked = previous.get("requests", {})
+    requests, runs = refresh_requests(
         rows,
         read_store_state(archive.repository(), archive.store),
-        json.loads(context.cursor) if context.cursor else {},
-        run_finished=lambda key: idle,
+        previous.get("runs", {}),
+        run_finished=lambda run_key: _backfill_finished(context.instance, asked.get(run_key.split(":", 1)[0])),
         max_runs=len(rows) + 1,
     )
+    request = request_id(requests)
+    asked = {**asked, **{r.partition: request for r in requests}}
     known = set(context.instance.get_dynamic_partitions(model_experiment_partitions_def.name))
     new_keys = sorted((set(rows["partition_key"]) | {r.partition for r in requests}) - known)
     return dg.SensorResult(
-        run_requests=[backfill_request(sorted(r.partition for r in requests))] if requests else [],
+        run_requests=[backfill_request(sorted(r.partition for r in requests), request)] if requests else [],
         dynamic_partitions_requests=[model_experiment_partitions_def.build_add_request(new_keys)] if new_keys else [],
-        cursor=json.dumps(cursor, sort_keys=True),
+        cursor=json.dumps({"runs": runs, "requests": asked}, sort_keys=True),
     )

@@ -28,7 +28,6 @@ from ismip6_assets.store import DEFAULT_SNAPSHOT_CACHE_NODES, DEFAULT_WRITER_WAI
 SOURCE_ENV = SOURCE_SETTING
 STORE_ENV = STORE_SETTING
 SKIP_LIST_ENV = SKIP_LIST_SETTING
-PARTITION_WORKERS_ENV = "ISMIP6_PARTITION_WORKERS"
 WRITER_WAIT_ENV = "ISMIP6_WRITER_WAIT_SECONDS"
 SNAPSHOT_CACHE_ENV = "ISMIP6_SNAPSHOT_CACHE_NODES"
 SNAPSHOT_RETENTION_ENV = "ISMIP6_SNAPSHOT_RETENTION_DAYS"
@@ -36,7 +35,7 @@ CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 # Read here and nowhere else (Dagster and Google's clients read their own as well).
 OTHER_ENV = (CREDENTIALS_ENV, EMULATOR_ENV, "CLOUDSDK_CONFIG", "GOOGLE_CLOUD_PROJECT", "DAGSTER_HOME")
-ISMIP6_ENV = (SOURCE_ENV, STORE_ENV, SKIP_LIST_ENV, EXECUTOR_ENV, PARTITION_WORKERS_ENV, WRITER_WAIT_ENV, SNAPSHOT_CACHE_ENV, SNAPSHOT_RETENTION_ENV)
+ISMIP6_ENV = (SOURCE_ENV, STORE_ENV, SKIP_LIST_ENV, EXECUTOR_ENV, WRITER_WAIT_ENV, SNAPSHOT_CACHE_ENV, SNAPSHOT_RETENTION_ENV)
 
 # The store_maintenance job expires history older than this (readers need only the head; tags stay).
 DEFAULT_SNAPSHOT_RETENTION_DAYS = 7.0
@@ -68,7 +67,6 @@ class Settings:
     store_setting: str = STORE_ENV
     skip_list: str | None = None  # None: the packaged skip_list.txt
     executor: ExecutorSpec = ExecutorSpec("processes")
-    partition_workers: int | None = None  # None: one more than CPUs, from POOL_MIN_PARTITIONS runs up
     writer_wait_seconds: float = DEFAULT_WRITER_WAIT_SECONDS
     snapshot_cache_nodes: int = DEFAULT_SNAPSHOT_CACHE_NODES
     snapshot_retention_days: float = DEFAULT_SNAPSHOT_RETENTION_DAYS
@@ -139,6 +137,12 @@ def _url(flag: str, flag_value: str | None, name: str, environ, default: str) ->
     return (value, name) if value is not None else (default, name)
 
 
+def process_environment() -> dict[str, str]:
+    """This process's environment, for the Dagster layer to build a resource from, or to hand to a
+    process it starts (the daemon of `ismip6 run`)."""
+    return dict(os.environ)
+
+
 def check_names(environ) -> None:
     """A variable that looks like one of ours but is not (a typo) fails naming it and the one it resembles."""
     for name in sorted(n for n in environ if n.startswith("ISMIP6_") and n not in ISMIP6_ENV):
@@ -166,7 +170,6 @@ def load_settings(source: str | None = None, store: str | None = None, environ=N
         store_setting=store_setting,
         skip_list=skip_list,
         executor=parse_spec(executor) if executor is not None else parse_spec(None),
-        partition_workers=_positive_int(PARTITION_WORKERS_ENV, _text(environ, PARTITION_WORKERS_ENV), "worker processes"),
         writer_wait_seconds=_non_negative(WRITER_WAIT_ENV, _text(environ, WRITER_WAIT_ENV), DEFAULT_WRITER_WAIT_SECONDS, "seconds"),
         snapshot_retention_days=_non_negative(SNAPSHOT_RETENTION_ENV, _text(environ, SNAPSHOT_RETENTION_ENV), DEFAULT_SNAPSHOT_RETENTION_DAYS, "days"),
         snapshot_cache_nodes=_positive_int(SNAPSHOT_CACHE_ENV, _text(environ, SNAPSHOT_CACHE_ENV), "snapshot nodes") or DEFAULT_SNAPSHOT_CACHE_NODES,

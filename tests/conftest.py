@@ -51,21 +51,11 @@ def instance():
         yield inst
 
 
-@pytest.fixture(autouse=True)
-def _environment_settings_after_each_test():
-    """`ismip6 ...` run in-process installs its checked settings process-wide (cli.main); the next
-    test must read its own environment (monkeypatched ISMIP6_* variables), not the last command's."""
-    yield
-    from ismip6_assets.settings import install
-
-    install(None)
-
-
 @pytest.fixture
 def run_committed(archive, archive_dir, store_dir, instance):
     """Run a partition of the sample archive through Dagster (its check OK); return the store as a
     user opens it."""
-    from ismip6_assets.runner import run_partition
+    from ismip6_assets.runs import run_partition
 
     def run(key: str) -> icechunk.Repository:
         instance.add_dynamic_partitions("model_experiment", [key])

@@ -136,8 +136,6 @@ def test_hostile_folder_names_are_reported_not_indexed(archive_dir, folder):
 BAD_SETTINGS = [
     ("ISMIP6_WRITER_WAIT_SECONDS", "soon"),
     ("ISMIP6_WRITER_WAIT_SECONDS", "-1"),
-    ("ISMIP6_PARTITION_WORKERS", "two"),
-    ("ISMIP6_PARTITION_WORKERS", "0"),
     ("ISMIP6_EXECUTOR", "gpu"),
     ("ISMIP6_EXECUTOR", "threads:0"),
     ("ISMIP6_SNAPSHOT_CACHE_NODES", "lots"),
@@ -158,7 +156,7 @@ def test_every_bad_setting_is_one_line_naming_it_before_any_work(name, value, ar
     assert not (tmp_path / "store").exists()
 
 
-@pytest.mark.parametrize("name", ["ISMIP6_EXECUTOR", "ISMIP6_PARTITION_WORKERS", "ISMIP6_WRITER_WAIT_SECONDS", "ISMIP6_SKIP_LIST"])
+@pytest.mark.parametrize("name", ["ISMIP6_EXECUTOR", "ISMIP6_WRITER_WAIT_SECONDS", "ISMIP6_SKIP_LIST"])
 def test_a_setting_set_to_nothing_is_an_error_not_the_default(name, archive_dir, tmp_path):
     proc = ismip6("reconcile", "--source", str(archive_dir), "--store", str(tmp_path / "store"), env={name: ""})
     assert_config_error(proc, f"{name} is set but empty")
@@ -175,15 +173,25 @@ def test_settings_are_read_once_and_checked_in_one_place(monkeypatch):
         if ("os.environ" in line or "getenv" in line) and "os.environ.setdefault(\"GCSFS_" not in line
     ]
     assert readers == []
-    from ismip6_assets.settings import current, load_settings
+    from ismip6_assets.settings import load_settings
 
-    monkeypatch.setenv("ISMIP6_PARTITION_WORKERS", "3")
-    monkeypatch.setenv("ISMIP6_WRITER_WAIT_SECONDS", "2.5")
-    settings = current()
-    assert (settings.partition_workers, settings.writer_wait_seconds) == (3, 2.5)
-    assert current() is settings  # built once for this environment
-    with pytest.raises(ConfigError, match=r"ISMIP6_PARTITION_WORKERS='3x'"):
-        load_settings(environ={"ISMIP6_PARTITION_WORKERS": "3x"})
+    settings = load_settings(environ={"ISMIP6_WRITER_WAIT_SECONDS": "2.5", "ISMIP6_SNAPSHOT_CACHE_NODES": "9"})
+    assert (settings.writer_wait_seconds, settings.snapshot_cache_nodes) == (2.5, 9)
+    with pytest.raises(ConfigError, match=r"ISMIP6_SNAPSHOT_CACHE_NODES='3x'"):
+        load_settings(environ={"ISMIP6_SNAPSHOT_CACHE_NODES": "3x"})
+
+
+def test_no_module_below_dagster_imports_the_settings():
+    """Configuration travels as values: the library (everything but the Dagster layer and the
+    command) never imports settings.py, so no module can reach a process-global."""
+    package = Path(__file__).resolve().parents[1] / "ismip6_assets"
+    dagster_layer = {"settings.py", "resources.py", "runs.py", "cli.py", "definitions.py"}
+    importers = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name not in dagster_layer and "ismip6_assets.settings" in path.read_text()
+    ]
+    assert importers == []
 
 
 def test_dagster_fails_loading_the_definitions_with_the_same_line(tmp_path):

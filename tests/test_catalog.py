@@ -15,7 +15,7 @@ import xarray as xr
 
 from ismip6_assets.catalog import COLUMNS, build_catalog, catalog_path, read_catalog
 from ismip6_assets.locations import parse_location
-from ismip6_assets.runner import reconcile_archive, run_archive
+from ismip6_assets.runs import reconcile_archive, run_archive
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import read_store_state
@@ -63,7 +63,7 @@ def build_demo(root: Path, pristine_archive: Path, instance):
     archive_dir, store_dir = root / "data" / "sample-archive", root / "data" / "store"
     shutil.copytree(pristine_archive, archive_dir)
     archive = ArchiveResource(source_url=str(archive_dir), store_url=str(store_dir))
-    assert {o.status for o in run_archive(archive, instance)} == {"OK"}
+    assert {o.status for o in run_archive(archive, instance, in_process=True)} == {"OK"}
     return archive, archive_dir, store_dir
 
 
@@ -98,7 +98,7 @@ def test_catalog_equals_the_store_after_runs_a_deletion_and_a_refresh(demo, inst
     before = os.stat(store_dir / "catalog" / "catalog.parquet").st_mtime_ns
     reconcile_archive(archive.source, archive.store)  # read-only: the catalog is not touched
     assert os.stat(store_dir / "catalog" / "catalog.parquet").st_mtime_ns == before
-    run_archive(archive, instance)
+    run_archive(archive, instance, in_process=True)
     catalog = assert_catalog_is_the_store(store_dir, archive_dir)
     assert "DOE_MALI/expA1/orog" not in set(catalog["group"])
     acabf = catalog.set_index("group").loc["AWI_PISM1/exp05/acabf"]

@@ -12,7 +12,7 @@ import zarr
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import parse_location
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runner import run_archive, run_partition
+from ismip6_assets.runs import run_archive, run_partition
 from tests.conftest import open_group, open_plain_repo
 
 
@@ -30,7 +30,7 @@ def as_dates(values) -> list[tuple[int, int, int]]:
 
 @pytest.mark.slow
 def test_every_file_round_trips_through_the_store(archive, archive_dir, store_dir, instance):
-    outcomes = run_archive(archive, instance)
+    outcomes = run_archive(archive, instance, in_process=True)
     assert {o.status for o in outcomes} == {"OK"}, [(o.partition, o.status, o.findings) for o in outcomes]
 
     repo = open_plain_repo(store_dir, archive_dir)
@@ -128,7 +128,7 @@ def test_group_deleted_from_store_fails_the_check_at_error(archive, archive_dir,
 
 @pytest.mark.slow
 def test_two_files_for_one_group_are_reported_and_neither_replaces_what_is_stored(archive, archive_dir, store_dir, instance):
-    from ismip6_assets.runner import plan_archive
+    from ismip6_assets.runs import plan_archive
 
     key = "AWI/PISM1/exp05"
     folder = archive_dir / "Projection-AIS/AWI/PISM1/exp05"

@@ -10,7 +10,7 @@ from ismip6_assets import executors, virtualize
 from ismip6_assets.executors import ExecutorSpec, executor_for, make_executor, parse_spec
 from ismip6_assets.index import list_archive
 from ismip6_assets.locations import ConfigError, parse_location
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.virtualize import virtualize_rows
 from tests.conftest import open_group, open_plain_repo
 

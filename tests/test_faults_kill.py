@@ -13,7 +13,8 @@ import dagster as dg
 import pytest
 import zarr
 
-from ismip6_assets.runner import run_partition
+from ismip6_assets.resources import ArchiveResource
+from ismip6_assets.runs import run_partition
 from tests.conftest import open_plain_repo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +83,8 @@ def start_parked(archive_dir, store_dir, partition, point, marker):
 
 
 @pytest.mark.slow
-def test_second_local_writer_waits_then_is_refused_naming_the_store(archive, archive_dir, store_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("ISMIP6_WRITER_WAIT_SECONDS", "1")
+def test_second_local_writer_waits_then_is_refused_naming_the_store(archive, archive_dir, store_dir, tmp_path):
+    archive = ArchiveResource(source_url=archive.source_url, store_url=archive.store_url, writer_wait_seconds="1")
     proc = start_parked(archive_dir, store_dir, VICTIM, "commit", tmp_path / "parked")
     try:
         with dg.instance_for_test() as instance:

@@ -21,7 +21,7 @@ from ismip6_assets.locations import parse_location
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.sensors import archive_sensor
 from ismip6_assets.virtualize import FailureRecord
-from tests.support.gcs_fixtures import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+from tests.support.gcs_fixtures import emulator_access, emulator_host, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gcs
 
@@ -33,7 +33,7 @@ def unique(name: str) -> str:
 def test_xml_put_keeps_generation_preconditions(gcs):
     """object_store's create-only and compare-and-swap PUTs must fail when the object moved on;
     a proxy that dropped ``x-goog-if-generation-match`` would let all three writes through."""
-    store = obstore_gcs_store(STORE_BUCKET, unique("preconditions"))
+    store = obstore_gcs_store(emulator_access(), STORE_BUCKET, unique("preconditions"))
     first = obstore.put(store, "ref.json", b"1", mode="create")
     with pytest.raises(AlreadyExistsError):
         obstore.put(store, "ref.json", b"2", mode="create")
@@ -47,23 +47,23 @@ def test_xml_put_keeps_generation_preconditions(gcs):
 def test_storage_emulator_host_switches_every_client(gcs):
     """What one client writes, the others read: all four reach the emulator with no credentials."""
     prefix = unique("switch")
-    gcs_filesystem().pipe_file(f"{STORE_BUCKET}/{prefix}/by-gcsfs.txt", b"gcsfs")
+    gcs_filesystem(emulator_access()).pipe_file(f"{STORE_BUCKET}/{prefix}/by-gcsfs.txt", b"gcsfs")
     client = GCSResource(project="ismip6-test").get_client()  # dagster-gcp -> google-cloud-storage
     assert client.bucket(STORE_BUCKET).blob(f"{prefix}/by-gcsfs.txt").download_as_bytes() == b"gcsfs"
     client.bucket(STORE_BUCKET).blob(f"{prefix}/by-google-cloud-storage.txt").upload_from_string(b"gcs")
-    assert bytes(obstore.get(obstore_gcs_store(STORE_BUCKET, prefix), "by-google-cloud-storage.txt").bytes()) == b"gcs"
+    assert bytes(obstore.get(obstore_gcs_store(emulator_access(), STORE_BUCKET, prefix), "by-google-cloud-storage.txt").bytes()) == b"gcs"
 
-    repo = icechunk.Repository.create(icechunk_gcs_storage(STORE_BUCKET, f"{prefix}/repo"))
+    repo = icechunk.Repository.create(icechunk_gcs_storage(emulator_access(), STORE_BUCKET, f"{prefix}/repo"))
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="a").create_array("a", shape=(2,), dtype="i4")[:] = [7, 8]
     session.commit("one array")
-    assert gcs_filesystem().exists(f"{STORE_BUCKET}/{prefix}/repo/repo")  # Icechunk's own objects, seen by gcsfs
-    reopened = icechunk.Repository.open(icechunk_gcs_storage(STORE_BUCKET, f"{prefix}/repo"))
+    assert gcs_filesystem(emulator_access()).exists(f"{STORE_BUCKET}/{prefix}/repo/repo")  # Icechunk's own objects, seen by gcsfs
+    reopened = icechunk.Repository.open(icechunk_gcs_storage(emulator_access(), STORE_BUCKET, f"{prefix}/repo"))
     assert zarr.open_group(reopened.readonly_session("main").store, mode="r")["a"][:].tolist() == [7, 8]
 
 
 def test_index_lists_generation_etag_size_updated(gcs, gcs_archive):
-    source = parse_location("gs://ismip6", "source")
+    source = parse_location("gs://ismip6", "source", emulator_access())
     rows = list_archive(source).rows
     local = sorted(p.relative_to(gcs_archive).as_posix() for p in gcs_archive.rglob("*.nc"))
     assert sorted(source.relpath_of(u) for u in rows["url"]) == local
@@ -80,7 +80,7 @@ def test_index_lists_generation_etag_size_updated(gcs, gcs_archive):
 def test_failure_log_never_overwrites_on_gcs(gcs):
     """Two partitions committing in the same second get two logs: exclusive create must hold on
     gs:// (gcsfs's open('xb') does not enforce it against the emulator; measured)."""
-    store = parse_location(f"gs://{STORE_BUCKET}/{unique('failures')}", "store")
+    store = parse_location(f"gs://{STORE_BUCKET}/{unique('failures')}", "store", emulator_access())
     now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     records = [FailureRecord(url=f"gs://ismip6/Projection-AIS/A/B/C/{v}_AIS_A_B_C.nc", error="boom", institution="A", model_name="B", experiment="C", variable=v) for v in ("lithk", "orog")]  # fmt: skip
     first = write_failures(store, records[:1], now=now)
@@ -98,27 +98,27 @@ def test_transient_storage_errors_are_retried(gcs):
     gcs.inject(2, 503, method="PUT", path=f"{prefix}/repo/")
     gcs.inject(1, 429, method="PUT", path=f"{prefix}/repo/")
     gcs.inject(1, 0, method="PUT", path=f"{prefix}/repo/")
-    repo = icechunk.Repository.create(icechunk_gcs_storage(STORE_BUCKET, f"{prefix}/repo"))
+    repo = icechunk.Repository.create(icechunk_gcs_storage(emulator_access(), STORE_BUCKET, f"{prefix}/repo"))
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="a").create_array("a", shape=(3,), dtype="i4")[:] = [1, 2, 3]
     session.commit("written through faults")
     gcs.inject(2, 503, method="GET", path=f"{prefix}/repo/")
     gcs.inject(1, 0, method="GET", path=f"{prefix}/repo/")
-    reopened = icechunk.Repository.open(icechunk_gcs_storage(STORE_BUCKET, f"{prefix}/repo"))
+    reopened = icechunk.Repository.open(icechunk_gcs_storage(emulator_access(), STORE_BUCKET, f"{prefix}/repo"))
     assert zarr.open_group(reopened.readonly_session("main").store, mode="r")["a"][:].tolist() == [1, 2, 3]
 
-    gcs_filesystem().pipe_file(f"{STORE_BUCKET}/{prefix}/small.txt", b"ok")
+    gcs_filesystem(emulator_access()).pipe_file(f"{STORE_BUCKET}/{prefix}/small.txt", b"ok")
     gcs.inject(1, 503, method="GET", path=f"{prefix}/small.txt")
-    assert gcs_filesystem().cat(f"{STORE_BUCKET}/{prefix}/small.txt") == b"ok"
+    assert gcs_filesystem(emulator_access()).cat(f"{STORE_BUCKET}/{prefix}/small.txt") == b"ok"
     gcs.inject(1, 0, method="GET", path=f"{prefix}/small.txt")
-    assert bytes(obstore.get(obstore_gcs_store(STORE_BUCKET, prefix), "small.txt").bytes()) == b"ok"
+    assert bytes(obstore.get(obstore_gcs_store(emulator_access(), STORE_BUCKET, prefix), "small.txt").bytes()) == b"ok"
     assert all(f["count"] == 0 and f["hits"] for f in gcs.faults()), gcs.faults()
 
 
 def test_permanent_storage_error_names_the_object(gcs):
     """A 403 that does not go away fails the write, and the message says which object."""
     prefix = unique("permanent")
-    repo = icechunk.Repository.create(icechunk_gcs_storage(STORE_BUCKET, f"{prefix}/repo"))
+    repo = icechunk.Repository.create(icechunk_gcs_storage(emulator_access(), STORE_BUCKET, f"{prefix}/repo"))
     gcs.inject(1000, 403, method="PUT", path=f"{prefix}/repo/")
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="a").create_array("a", shape=(3,), dtype="i4")[:] = [1, 2, 3]
@@ -131,7 +131,7 @@ def test_permanent_storage_error_names_the_object(gcs):
 def test_listing_sees_a_rewrite_at_once(gcs):
     """The sensor lists every tick and virtualization re-reads the fingerprint: both must see an
     object rewritten by someone else, not a generation cached from the previous listing."""
-    location = parse_location(f"gs://{STORE_BUCKET}/{unique('fresh')}", "source")
+    location = parse_location(f"gs://{STORE_BUCKET}/{unique('fresh')}", "source", emulator_access())
     blob = GCSResource().get_client().bucket(STORE_BUCKET).blob(f"{location.path}/a.nc")
     blob.upload_from_string(b"one")
     before = location.fs.find(location.fs_path, detail=True)[f"{location.fs_path}/a.nc"]["generation"]
@@ -144,11 +144,11 @@ def test_listing_sees_a_rewrite_at_once(gcs):
 def test_sensor_requests_every_partition_of_a_gs_source(gcs, gcs_archive):
     """The sensor, with the archive's dagster-gcp GCSResource set as in a deployment, lists
     gs://ismip6 and asks for one run per partition of a new gs:// store."""
-    archive = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{unique('sensor')}", gcs=GCSResource(project="ismip6-test"))
+    archive = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{unique('sensor')}", storage_emulator_host=emulator_host(), gcs=GCSResource(project="ismip6-test"))
     with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources={"archive": archive}) as context:
         result = archive_sensor(context)
     expected = sorted({"/".join(p.relative_to(gcs_archive / "Projection-AIS").parts[:3]) for p in gcs_archive.rglob("*.nc")})
-    assert sorted(r.partition_key for r in result.run_requests) == expected
+    assert requested_partitions(result) == expected
 
 
 def test_proxy_delays_every_request_and_counts_them_by_method(gcs):
@@ -157,7 +157,7 @@ def test_proxy_delays_every_request_and_counts_them_by_method(gcs):
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    store = obstore_gcs_store(STORE_BUCKET)
+    store = obstore_gcs_store(emulator_access(), STORE_BUCKET)
     path = unique("delay/object")
     obstore.put(store, path, b"0123456789")
     gcs.counts(clear=True)

@@ -25,7 +25,7 @@ from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import commit_partition, open_repository
 from ismip6_assets.store_state import load_store_state, read_partition_state
 from ismip6_assets.virtualize import virtualize_rows
-from tests.support.gcs_fixtures import BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+from tests.support.gcs_fixtures import emulator_access, emulator_host, BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gcs
 ISMIP6 = str(Path(sys.executable).with_name("ismip6"))
@@ -65,7 +65,7 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
 
     # Every stored variable reads back equal to its source file, through virtual refs gs://ismip6/...
     repo = plain_repo(gcs.url, "store")
-    rows = list_archive(parse_location("gs://ismip6", "source")).rows
+    rows = list_archive(parse_location("gs://ismip6", "source", emulator_access())).rows
     session = repo.readonly_session("main")
     checked = 0
     for row in rows[~rows["skipped"]].itertuples():
@@ -81,7 +81,7 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
     assert checked == len(rows) - 2  # all but the skip-listed 0-byte file and the non-NetCDF one
 
     # The failure log and the index sit in the store bucket.
-    fs = gcs_filesystem()
+    fs = gcs_filesystem(emulator_access())
     logs = fs.find(f"{STORE_BUCKET}/store/failures")
     assert logs, "no failure JSON in gs://ismip6-icechunk/store/failures"
     failed = [r for p in logs for r in json.loads(fs.cat(p))]
@@ -119,7 +119,7 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
 
 
 def _virtualized(keys: list[str]):
-    source = parse_location("gs://ismip6", "source")
+    source = parse_location("gs://ismip6", "source", emulator_access())
     listing = list_archive(source)
     return source, {k: virtualize_rows(listing.for_partition(k).to_dict("records"), source).files for k in keys}
 
@@ -136,7 +136,7 @@ def test_concurrent_commit_is_detected_then_rebased(gcs, gcs_archive):
     this is the precondition passing through the proxy) and then land by rebase, keeping both."""
     keys = ["AWI/PISM1/exp05", "UCIJPL/ISSM/exp13", "DOE/MALI/expA1"]
     source, files = _virtualized(keys)
-    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store", emulator_access())
     repo = open_repository(store, source)
     commit_partition(repo, PartitionKey.parse(keys[0]), files[keys[0]], [], [])  # the root group exists from here on
 
@@ -160,7 +160,7 @@ def test_same_partition_twice_is_a_conflict_not_a_loss(gcs, gcs_archive):
     group on main is the first writer's, whole."""
     key = "DOE/MALI/expA1"
     source, files = _virtualized([key])
-    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store", emulator_access())
     repo = open_repository(store, source)
     first, second = repo.writable_session("main"), repo.writable_session("main")
     _write(first, key, files[key])
@@ -179,7 +179,7 @@ def test_two_writers_at_once_both_land(gcs, gcs_archive):
     lands, retried on the new head, and the store holds each group exactly once."""
     keys = ["AWI/PISM1/exp05", "AWI/PISM1/ctrl_proj_std"]
     source, files = _virtualized(keys)
-    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+    store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store", emulator_access())
     open_repository(store, source)
     gcs.requests(clear=True)
 
@@ -255,10 +255,10 @@ def test_concurrent_remote_path_at_latency_gives_the_local_store_key_by_key(gcs,
     import dagster as dg
 
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_archive
+    from ismip6_assets.runs import run_archive
 
     local = ArchiveResource(source_url=str(gcs_archive), store_url=str(tmp_path / "store"))
-    remote = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}")
+    remote = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", storage_emulator_host=emulator_host())
     outcomes = {}
     for name, archive in (("local", local), ("remote", remote)):
         if name == "remote":
@@ -286,9 +286,9 @@ def test_a_file_rewritten_after_indexing_is_refused_by_its_pinned_generation(gcs
     generation, so a file rewritten since is a failure record, not stored under the old fingerprint."""
     prefix = f"{STORE_BUCKET}/{uuid.uuid4().hex[:8]}"
     relpath = "Projection-AIS/AWI/PISM1/exp05/lithk_AIS_AWI_PISM1_exp05.nc"
-    fs = gcs_filesystem()
+    fs = gcs_filesystem(emulator_access())
     fs.put(str(gcs_archive / relpath), f"{prefix}/{relpath}")
-    source = parse_location(f"gs://{prefix}", "source")
+    source = parse_location(f"gs://{prefix}", "source", emulator_access())
     rows = list_archive(source).rows.to_dict("records")
 
     gcs.counts(clear=True)

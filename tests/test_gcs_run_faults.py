@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runner import run_partition
-from tests.support.gcs_fixtures import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+from ismip6_assets.runs import run_partition
+from tests.support.gcs_fixtures import emulator_access, emulator_host, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 KEY = "AWI/PISM1/exp05"
 
@@ -15,7 +15,7 @@ KEY = "AWI/PISM1/exp05"
 @pytest.mark.gcs
 def test_permanent_write_error_fails_the_run_naming_the_object(gcs, gcs_archive):  # noqa: F811
     prefix = "permanent-run"
-    archive = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{prefix}")
+    archive = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{prefix}", storage_emulator_host=emulator_host())
     archive.repository()  # the repository exists; from now on every write under it is refused
     gcs.inject(1000, 403, method="PUT", path=f"{prefix}/")
     with dg.instance_for_test() as instance:

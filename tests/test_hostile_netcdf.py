@@ -14,7 +14,7 @@ import netCDF4
 import pytest
 
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import read_partition_state

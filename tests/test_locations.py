@@ -8,7 +8,7 @@ import dagster as dg
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from ismip6_assets.gcs import gcs_filesystem
+from ismip6_assets.gcs import GcsAccess, gcs_filesystem
 from ismip6_assets.locations import parse_location
 
 
@@ -21,16 +21,16 @@ class AnonymousGCS(dg.ConfigurableResource):
         return storage.Client(project=self.project, credentials=AnonymousCredentials())
 
 
-def test_a_gs_location_keeps_its_resource_through_join_and_pickle_and_builds_its_clients_from_it(monkeypatch):
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    resource = AnonymousGCS()
-    source = parse_location("gs://ismip6", "source").with_gcs(resource)
+def test_a_gs_location_keeps_its_resource_and_access_through_join_and_pickle_and_builds_its_clients_from_them():
+    resource, access = AnonymousGCS(), GcsAccess(emulator_host=None, credentials_file="/nowhere/adc.json")
+    source = parse_location("gs://ismip6", "source").with_gcs(resource, access)
     file_folder = source.join("Projection-AIS/AWI/PISM1/exp05")
     assert file_folder.gcs is resource and file_folder == parse_location("gs://ismip6/Projection-AIS/AWI/PISM1/exp05", "x")
-    assert file_folder.fs is gcs_filesystem("anon")  # gcsfs as the resource's (anonymous) principal
+    assert file_folder.access is access
+    assert file_folder.fs is gcs_filesystem(access, "anon")  # gcsfs as the resource's (anonymous) principal
     shipped = pickle.loads(pickle.dumps(file_folder))  # as handed to a worker process
-    assert shipped.gcs == resource and "fs" not in shipped.__dict__  # clients are rebuilt there, from it
-    assert shipped.fs is gcs_filesystem("anon")
+    assert shipped.gcs == resource and shipped.access == access and "fs" not in shipped.__dict__  # clients are rebuilt there
+    assert shipped.fs is gcs_filesystem(access, "anon")
 
 
 def test_local_paths_carry_no_identity_and_pin_no_reads(tmp_path):

@@ -14,7 +14,7 @@ from ismip6_assets.cli import main as ismip6
 from ismip6_assets.definitions import defs
 from ismip6_assets.jobs import store_maintenance_job
 from ismip6_assets.maintenance import reachable_snapshots
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.store_state import _read_all
 from tests.conftest import N_TIMES, open_group, open_plain_repo
@@ -29,11 +29,8 @@ def groups_of(repo, **ref) -> set[str]:
 
 @pytest.fixture
 def tag_command():
-    """`ismip6 tag` in this process; the command installs its settings here, later tests read their own."""
-    from ismip6_assets.settings import install
-
-    yield lambda *args: ismip6(["tag", *args])
-    install(None)
+    """`ismip6 tag` in this process."""
+    return lambda *args: ismip6(["tag", *args])
 
 
 def test_maintenance_removes_old_snapshots_keeps_every_group_readable_and_every_tag(archive, archive_dir, store_dir, instance, capsys, tag_command):

@@ -19,7 +19,7 @@ def quirks(tmp_path_factory):
 
 def _run(quirks, tmp_path, instance, partition):
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_partition
+    from ismip6_assets.runs import run_partition
 
     archive = copy_partition(quirks.archive, tmp_path / "archive", partition)
     instance.add_dynamic_partitions("model_experiment", [partition])
@@ -94,7 +94,7 @@ def test_skip_listed_files_show_as_skipped_not_missing(quirks, tmp_path, instanc
     from ismip6_assets.index import list_archive
     from ismip6_assets.locations import parse_location
     from ismip6_assets.paths import PartitionKey
-    from ismip6_assets.runner import run_partition
+    from ismip6_assets.runs import run_partition
 
     # A whole skip-listed folder (NCAR/CISM/expD12/): indexed, reported skipped, the check passes.
     _, outcome = _run(quirks, tmp_path, instance, SKIPPED_PARTITION)

@@ -77,7 +77,7 @@ def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, ins
     import dagster as dg
 
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_partition
+    from ismip6_assets.runs import run_partition
 
     archive = copy_partition(quirks.archive, tmp_path / "archive", GARBAGE_PARTITION)
     instance.add_dynamic_partitions("model_experiment", [GARBAGE_PARTITION])

@@ -10,7 +10,7 @@ import pytest
 
 from ismip6_assets.checks import reconciliation
 from ismip6_assets.definitions import ASSETS, build_resources
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.verify import sample_chunks
 from tests.conftest import N_TIMES, open_plain_repo

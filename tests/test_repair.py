@@ -6,6 +6,8 @@ the previous tick, and its partition requests applied to the instance before the
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 
@@ -20,7 +22,8 @@ from ismip6_assets.cli import main as ismip6
 from ismip6_assets.definitions import ASSETS, build_resources
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.sensors import archive_sensor
-from ismip6_assets.runner import run_archive, run_partition
+from ismip6_assets.sensors import requested_partitions
+from ismip6_assets.runs import run_archive, run_partition
 from tests.conftest import N_TIMES, open_group, open_plain_repo
 
 ADDED, NEW, REWRITTEN, DELETED, HAND_DELETED, CORRUPTED = (
@@ -68,7 +71,7 @@ def new_file(archive_dir, key: str, variable: str, seed: str, layout: str = "chu
 
 @pytest.mark.slow
 def test_six_faults_are_found_requested_and_repaired(archive, archive_dir, store_dir, instance, capsys):
-    assert {o.status for o in run_archive(archive, instance)} == {"OK"}
+    assert {o.status for o in run_archive(archive, instance, in_process=True)} == {"OK"}
     result, added = tick(archive, instance, None)
     assert result.run_requests == [] and added == []  # the store is current: a first tick asks nothing
     cursor = result.cursor
@@ -96,9 +99,9 @@ def test_six_faults_are_found_requested_and_repaired(archive, archive_dir, store
     result, added = tick(archive, instance, cursor)
     affected = {ADDED, NEW, REWRITTEN, DELETED, HAND_DELETED, CORRUPTED}
     assert added == [NEW]
-    assert {r.partition_key for r in result.run_requests} == affected
-    assert len({r.run_key for r in result.run_requests}) == len(affected)
-    assert {r.tags["ismip6/model"] for r in result.run_requests} == {"PISM1", "MODEL1", "SICOPOLIS1", "MALI", "ISSM"}
+    assert set(requested_partitions(result)) == affected
+    assert len(result.run_requests) == 1  # one backfill of them all
+    assert len({json.loads(result.cursor)["runs"][k] for k in affected}) == len(affected)
     assert tick(archive, instance, result.cursor)[0].run_requests == []  # asked once per state
     cursor = result.cursor
 
@@ -119,7 +122,7 @@ def test_six_faults_are_found_requested_and_repaired(archive, archive_dir, store
         assert f"[group {group}]" in out, group
 
     # The repair: one run per request. The corrupt file leaves a failure record (WARN), not a stale group.
-    outcomes = {r.partition_key: run_partition(archive, instance, r.partition_key) for r in result.run_requests}
+    outcomes = {k: run_partition(archive, instance, k) for k in requested_partitions(result)}
     assert {k: o.status for k, o in outcomes.items()} == {k: "WARN" if k == CORRUPTED else "OK" for k in affected}
     assert tick(archive, instance, cursor)[0].run_requests == []  # converged: nothing left to ask
     repo = open_plain_repo(store_dir, archive_dir)
@@ -133,7 +136,7 @@ def test_six_faults_are_found_requested_and_repaired(archive, archive_dir, store
     corrupted.write_bytes(good_bytes)
     distinct_mtime(corrupted, corrupt_mtime)
     result, _ = tick(archive, instance, cursor)
-    assert [r.partition_key for r in result.run_requests] == [CORRUPTED]
+    assert requested_partitions(result) == [CORRUPTED]
     assert run_partition(archive, instance, CORRUPTED).status == "OK"
     again = run_partition(archive, instance, CORRUPTED)
     assert again.written == 0 and again.commit_id == ""  # the second run after a fault has nothing to do
@@ -157,8 +160,8 @@ def test_a_deleted_folder_is_removed_in_a_commit_that_says_so_and_stays_red(arch
 
     shutil.rmtree(archive_dir / "Projection-AIS" / DELETED)
     result, _ = tick(archive, instance, cursor)
-    (request,) = [r for r in result.run_requests if r.partition_key == DELETED]
-    assert ":gone:" in request.run_key
+    assert DELETED in requested_partitions(result)
+    assert ":gone:" in json.loads(result.cursor)["runs"][DELETED]
     assert check(archive, instance, DELETED).metadata["findings"].value.count("partition_gone") == 1
 
     outcome = run_partition(archive, instance, DELETED)
@@ -170,4 +173,4 @@ def test_a_deleted_folder_is_removed_in_a_commit_that_says_so_and_stays_red(arch
     evaluation = check(archive, instance, DELETED)
     assert not evaluation.passed and evaluation.metadata["indexed"].value == 0
     assert "no_files" in evaluation.metadata["findings"].value
-    assert DELETED not in {r.partition_key for r in tick(archive, instance, result.cursor)[0].run_requests}
+    assert DELETED not in requested_partitions(tick(archive, instance, result.cursor)[0])

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ismip6_assets.locations import ConfigError
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.skip_list import DEFAULT_SKIP_LIST, SkipList
 from ismip6_assets.store_state import read_partition_state

@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runner import run_archive, run_partition
+from ismip6_assets.runs import run_archive, run_partition
 from ismip6_assets.store import open_repository
 from ismip6_assets.store_state import load_store_state, read_partition_state, state_cache_path
 
@@ -37,7 +37,7 @@ def _assert_equals_full_read(repo, store) -> str:
 
 @pytest.fixture
 def ran(archive, instance):
-    outcomes = run_archive(archive, instance)
+    outcomes = run_archive(archive, instance, in_process=True)
     assert {o.status for o in outcomes} == {"OK"}
     return open_repository(archive.store, archive.source)
 

@@ -16,7 +16,7 @@ import zarr
 from zarr.core.sync import sync
 
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 from ismip6_assets.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.sample_quirks import (
     CONTIGUOUS_PARTITION,

@@ -243,15 +243,15 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
 
     from ismip6_assets.cli import main as ismip6
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_archive
-    from ismip6_assets.settings import install
+    from ismip6_assets.runs import run_archive
+    from ismip6_assets.sensors import requested_partitions
     from tests.test_repair import tick
 
     archive, store = tmp_path / "archive", tmp_path / "store"
     shutil.copytree(built[0], archive)
     resource = ArchiveResource(source_url=str(archive), store_url=str(store))
     with dg.instance_for_test() as instance:
-        assert {o.status for o in run_archive(resource, instance)} == {"OK"}
+        assert {o.status for o in run_archive(resource, instance, in_process=True)} == {"OK"}
         cursor = tick(resource, instance, None)[0].cursor
         session = open_plain_repo(store, archive).writable_session("main")
         root = zarr.open_group(session.store, mode="a")
@@ -260,16 +260,13 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
         session.commit("damage two views by hand")
 
         result, _added = tick(resource, instance, cursor)
-        assert {r.partition_key for r in result.run_requests} == {str(CONTIGUOUS), str(OTHER_GRID)}
+        assert set(requested_partitions(result)) == {str(CONTIGUOUS), str(OTHER_GRID)}
         capsys.readouterr()
-        try:
-            assert ismip6(["reconcile", "--source", str(archive), "--store", str(store)]) == 1
-        finally:
-            install(None)  # the command installs its settings in this process; later tests read their own
+        assert ismip6(["reconcile", "--source", str(archive), "--store", str(store)]) == 1
         out = capsys.readouterr().out
         assert f"view_missing: {view_group(CONTIGUOUS)}" in out and f"view_stale: {view_group(OTHER_GRID)}" in out
 
-        outcomes = run_archive(resource, instance)
+        outcomes = run_archive(resource, instance, in_process=True)
         assert {o.partition: (o.status, o.ran) for o in outcomes if o.ran} == {str(CONTIGUOUS): ("OK", True), str(OTHER_GRID): ("OK", True)}
         assert_matches_source(open_view(store, archive, CONTIGUOUS), _path(archive, CONTIGUOUS, "lithk"), "lithk", [2015, 2016, 2017])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -66,8 +67,20 @@ def gcs_archive(gcs_emulator, tmp_path_factory) -> Path:
         mp.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
         from ismip6_assets.gcs import gcs_filesystem
 
-        gcs_filesystem().put(str(local / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
+        gcs_filesystem(emulator_access()).put(str(local / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
     return local
 
 
 BAD_FILE = "Projection-AIS/DOE/MALI/expA1/topg_AIS_DOE_MALI_expA1.nc"
+
+
+def emulator_access():
+    """How the library reaches the emulator this test set up (the Dagster layer builds the same
+    from STORAGE_EMULATOR_HOST)."""
+    from ismip6_assets.gcs import GcsAccess
+
+    return GcsAccess(emulator_host=os.environ["STORAGE_EMULATOR_HOST"])
+
+
+def emulator_host() -> str:
+    return os.environ["STORAGE_EMULATOR_HOST"]

@@ -21,7 +21,7 @@ import icechunk
 import ismip6_assets.store as store_module
 import ismip6_assets.virtualize as virtualize
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runner import run_partition
+from ismip6_assets.runs import run_partition
 
 
 def park(marker: Path) -> None:
