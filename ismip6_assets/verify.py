@@ -270,11 +270,12 @@ def verify_partition(
         if problem and candidate.item not in failed:  # one finding an array
             failed.add(candidate.item)
             result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
-    # One finding per cause: a view field over a group already found bad reads the same bad bytes.
+    result.findings += _coordinate_findings(session, sorted(groups))
+    # One finding per cause: a view field over a group already found bad reads the same bad bytes
+    # (or the same bad time).
     bad_groups = {g for f in result.findings if experiment_of_view(f["item"]) is None for g in (f["item"], f["item"].rsplit("/", 1)[0])}
     result.findings = [f for f in result.findings if experiment_of_view(f["item"]) is None or _view_source_group(f["item"]) not in bad_groups]
     result.groups = len(groups)
-    result.findings += _coordinate_findings(session, sorted(groups))
     if wanted and result.chunks == 0 and not result.findings:
         reason = (
             f"every sampled chunk is larger than the budget of {policy.budget_bytes:,} bytes" if candidates else "no data array in the stored groups"

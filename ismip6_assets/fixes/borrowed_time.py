@@ -95,11 +95,13 @@ def borrow_time_axes(files: list[Any]) -> dict[str, str]:
         URL → reason of each file that cannot borrow: its time must not be stored.
     """
     refused = {}
+    # Only a file's own decoded axis is lent: a borrowed one would name the wrong source.
+    own_axes = [f for f in files if undecodable_reason(f.dataset) is None]
     for file in files:
         reason = undecodable_reason(file.dataset)
         if reason is None:
             continue
-        lender, why_not = _lender(file, files)
+        lender, why_not = _lender(file, own_axes)
         if lender is None:
             refused[file.url] = f"time not decodable: {reason}; {why_not}"
             continue
