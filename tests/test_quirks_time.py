@@ -36,7 +36,7 @@ EXPECTED_DATES = {
     "time_packed_day_offsets": [(2015, 1, 1, 0), (2016, 1, 1, 0), (2100, 10, 4, 0)],  # 365_day offsets from 2015
     # NCAR_CISM exp07: labelled proleptic_gregorian, stepped 365 days; as labelled, 2016-12-31 and 2017-12-31 follow.
     "time_packed_day_offsets_365_steps": jan1(2015, 2016, 2017, 2018),
-    # Float years without units: read as days since 2015 they would all land on 2020-07-x.
+    # Float years without units: steps of 1 are refused as days, so these were stored raw.
     "time_float_years": jan1(2015, 2016, 2017, 2018),
     "time_float_years_mid_year": [(y, 7, 2, 12) for y in (2015, 2016, 2017, 2018)],  # half of a 365_day year
     "time_years_since_365_day": jan1(2015, 2016, 2017, 2018),

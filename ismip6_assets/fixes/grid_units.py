@@ -53,8 +53,9 @@ def metres_axis_problem(name: str, values: np.ndarray, attrs: dict) -> str:
 class KilometreGrid:
     """Scale x/y (and their bounds) written in kilometres to metres.
 
-    Real files: the ISMIP6 AIS files the predecessor (englacial/ismip-indexing) met with x/y from
-    −3040 to 3040 (km) while their ``grid_mapping`` is EPSG:3031, whose unit is the metre: stored
+    Real files: x/y from −3040 to 3040 (km), listed in issue 22 among the quirks the predecessor
+    (englacial/ismip-indexing) met (the file is not named there), while the ``grid_mapping`` is
+    EPSG:3031, whose unit is the metre: stored
     as they were, every map lands 1000 times too small. An axis counts as km by its ``units``
     (``km``), or, when its units are absent or say metres, by the ISMIP6 grid's ±3,040 extent.
     """

@@ -104,11 +104,12 @@ def _float_years_to_days(values: np.ndarray, units: str, calendar: str) -> np.nd
 class FloatYears:
     """A time without units whose values are years (2015.0, 2016.0, …; 2015.5, … for a flux).
 
-    Real files: the unit-less float-year series the predecessor (englacial/ismip-indexing) met in
-    the archive and records in its time handling; read as days they land in 2005. A series without
-    units whose values all lie in `PLAUSIBLE_YEARS` and step at most one year counts years: the
-    decoded date's calendar year is the number's integer part, the fraction a part of that year
-    (in the declared calendar, ``365_day`` when none is).
+    Real files: unit-less float-year series, listed in issue 22 among the quirks the predecessor
+    (englacial/ismip-indexing) met in the archive (the file is not named there); refused as days
+    (steps under a month), they were stored raw. A series without units whose values all lie in
+    `PLAUSIBLE_YEARS` and step at most one year counts years: the decoded date's calendar year is
+    the number's integer part, the fraction a part of that year (in the declared calendar,
+    ``365_day`` when none is).
     """
 
     def __init__(self, name: str = "time") -> None:
@@ -153,9 +154,9 @@ def _years_since_to_days(values: np.ndarray, epoch: cftime.datetime, units: str,
 class YearsSince:
     """``years since <date>``, which cftime refuses for every calendar but ``360_day``.
 
-    Real files: the ``years since 2015-01-01`` series (calendar ``365_day``, or ``gregorian``) the
-    predecessor (englacial/ismip-indexing) met in the archive, values 0, 1, 2, …: they were stored
-    raw. Whole years are anniversaries of the epoch in the declared calendar (a leap year is 366
+    Real files: ``years since 2015-01-01`` series (calendar ``365_day``, or ``gregorian``), values
+    0, 1, 2, …, listed in issue 22 among the quirks the predecessor (englacial/ismip-indexing) met
+    (the file is not named there); they were stored raw. Whole years are anniversaries of the epoch in the declared calendar (a leap year is 366
     days in ``gregorian``), a fraction is that part of the year that follows; converted to days
     since the epoch before cftime sees them.
     """
