@@ -86,6 +86,7 @@ YEARS = np.arange(N_TIMES) * 365.0
 DAYS_365 = {"units": "days since 2015-01-01", "calendar": "365_day"}
 SCALARS = {"lim", "limnsw", "iareagr", "iareafl"}
 PACKED = "day as %Y%m%d.%f"
+YEARS_SINCE = "years since 2015-01-01"
 
 
 def _cf(units: str, calendar: str | None = "365_day") -> dict:
@@ -115,11 +116,11 @@ TIME_QUIRKS = {
     "time_garbage_inf": (GARBAGE_PARTITION, "iareafl", [0.0, 365.0, np.inf], DAYS_365),
     "time_garbage_partner": (GARBAGE_PARTITION, "lithk", YEARS[:3], DAYS_365),  # the axis the four above take
     # NCAR_CISM exp07: 365-day offsets under packed-date units and `proleptic_gregorian`.
-    "time_packed_day_offsets_365_steps": (PACKED_OFFSETS_PARTITION, "lithk", YEARS, {"units": PACKED, "calendar": "proleptic_gregorian"}),
+    "time_packed_day_offsets_365_steps": (PACKED_OFFSETS_PARTITION, "lithk", YEARS, _cf(PACKED, "proleptic_gregorian")),
     "time_float_years": (FLOAT_YEARS_PARTITION, "lithk", 2015.0 + np.arange(N_TIMES), {}),
     "time_float_years_mid_year": (FLOAT_YEARS_PARTITION, "acabf", 2015.5 + np.arange(N_TIMES), {}),
-    "time_years_since_365_day": (YEARS_SINCE_PARTITION, "lithk", np.arange(N_TIMES, dtype="float64"), _cf("years since 2015-01-01")),
-    "time_years_since_gregorian": (YEARS_SINCE_PARTITION, "orog", [0.0, 1.0, 1.5, 2.0], _cf("years since 2015-01-01", "gregorian")),
+    "time_years_since_365_day": (YEARS_SINCE_PARTITION, "lithk", YEARS / 365.0, _cf(YEARS_SINCE)),
+    "time_years_since_gregorian": (YEARS_SINCE_PARTITION, "orog", [0.0, 1.0, 1.5, 2.0], _cf(YEARS_SINCE, "gregorian")),
     # CPOM_BISICLES: scalars whose time is uninitialised memory, then day offsets without units.
     "time_garbage_bisicles_lim": (BISICLES_PARTITION, "lim", [2.31e-310, 1.71e219, np.nan, 1095.0, 1460.0], {}),
     "time_garbage_bisicles_limnsw": (BISICLES_PARTITION, "limnsw", [2.31e-310, 1.71e219, np.nan, 1095.0, 1460.0], {}),

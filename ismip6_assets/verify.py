@@ -61,7 +61,10 @@ from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 # (touch the file) or the group gone (missing) is what makes the sensor request its rewrite.
 REPAIR_HINT = "bad_ref: the source changed under an unchanged fingerprint; touch the file (or delete the group) and the next run rewrites it"
 # A group written before its time or grid quirk was decoded keeps its fingerprint too.
-COORDINATE_HINT = "bad_time/bad_grid: the group holds a time or x/y no reader can place; delete the group (or touch its file) and the next run rewrites it with the current fixes"
+COORDINATE_HINT = (
+    "bad_time/bad_grid: the group holds a time or x/y no reader can place; "
+    "delete the group (or touch its file) and the next run rewrites it with the current fixes"
+)
 DEFAULT_SAMPLE_VARIABLES = 8
 DEFAULT_SAMPLE_BUDGET_BYTES = 16 * 2**20
 COMPARE_THREADS = 8

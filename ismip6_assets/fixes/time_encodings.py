@@ -135,7 +135,8 @@ def _anniversary(epoch: cftime.datetime, years: int, calendar: str) -> cftime.da
     day = epoch.day
     while True:  # Feb 29 (or 30) in a year that lacks it: the month's last day
         try:
-            return cftime.datetime(epoch.year + years, epoch.month, day, epoch.hour, epoch.minute, epoch.second, calendar=calendar)
+            when = (epoch.year + years, epoch.month, day, epoch.hour, epoch.minute, epoch.second)
+            return cftime.datetime(*when, calendar=calendar)
         except ValueError:
             day -= 1
 
@@ -156,9 +157,9 @@ class YearsSince:
 
     Real files: ``years since 2015-01-01`` series (calendar ``365_day``, or ``gregorian``), values
     0, 1, 2, …, listed in issue 22 among the quirks the predecessor (englacial/ismip-indexing) met
-    (the file is not named there); they were stored raw. Whole years are anniversaries of the epoch in the declared calendar (a leap year is 366
-    days in ``gregorian``), a fraction is that part of the year that follows; converted to days
-    since the epoch before cftime sees them.
+    (the file is not named there); they were stored raw. Whole years are anniversaries of the epoch
+    in the declared calendar (a leap year is 366 days in ``gregorian``), a fraction is that part of
+    the year that follows; converted to days since the epoch before cftime sees them.
     """
 
     def __init__(self, name: str = "time") -> None:
@@ -170,7 +171,8 @@ class YearsSince:
             return ds
         attrs = ds[self.name].attrs
         match = _SINCE.match(str(attrs.get("units", attrs.get("unit", "")) or ""))
-        if not match or match["unit"].lower() not in _YEAR_UNITS or np.max(np.abs(values)) > PLAUSIBLE_YEARS[1] - PLAUSIBLE_YEARS[0]:
+        span = PLAUSIBLE_YEARS[1] - PLAUSIBLE_YEARS[0]
+        if not match or match["unit"].lower() not in _YEAR_UNITS or np.max(np.abs(values)) > span:
             return ds
         calendar = str(attrs.get("calendar") or "").strip().lower() or DEFAULT_CALENDAR
         epoch_text, quirks = repair_epoch(match["epoch"])
