@@ -14,7 +14,7 @@ from ismip6_assets.reconcile import store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.verify import DEFAULT_SAMPLE_BUDGET_BYTES, DEFAULT_SAMPLE_VARIABLES, REPAIR_HINT, SamplePolicy, verify_partition
+from ismip6_assets.verify import DEFAULT_SAMPLE_BUDGET_BYTES, DEFAULT_SAMPLE_VARIABLES, SamplePolicy, repair_hint, verify_partition
 
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
@@ -38,7 +38,8 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     """Compares the store with a fresh listing of the partition's archive folder, and reads a sample.
 
     ERROR when a group is missing, extra or stale, when a sampled chunk does not read the source's
-    values (compared by position), when the sample read nothing, or when nothing was compared;
+    values (compared by position), when a sampled group's time does not decode to dates in
+    1850–2200 or its x/y are not the EPSG:3031 grid in metres, when the sample read nothing;
     WARN when only recorded failures remain (or a skip-list entry no longer matches its file); the
     table lists each offending file so the dashboard says what to fix.
 
@@ -88,7 +89,7 @@ def _evaluate(repo, session, archive: ArchiveResource, partition: PartitionKey, 
         },
         description=f"{partition}: {status}"
         + (" (deep verification off)" if config.deep == "never" else f" ({verified.chunks} chunks, {verified.bytes_read:,} bytes read)")
-        + (f". {REPAIR_HINT}" if verified.findings else ""),
+        + (f". {hint}" if (hint := repair_hint(verified.findings)) else ""),
     )
 
 

@@ -30,6 +30,11 @@ CONTIGUOUS_PARTITION = "JPL1/ISSM/expB2"  # contiguous uncompressed 3-D arrays
 BROKEN_PARTITION = "ULB/fETISh_32km/expA1"  # damaged files beside a good one
 SENTINEL_PARTITION = "PIK/PISM1/expA2"  # literal ocean sentinels
 SKIPPED_PARTITION = "NCAR/CISM/expD12"  # on the skip list: no usable data variables upstream
+PACKED_OFFSETS_PARTITION = "NCAR/CISM/exp07"  # `day as %Y%m%d.%f` on 365-day offsets, as NCAR_CISM exp07
+FLOAT_YEARS_PARTITION = "UTAS/ElmerIce/exp06"  # years as floats, no units
+YEARS_SINCE_PARTITION = "LSCE/GRISLI/exp08"  # `years since 2015-01-01`
+BISICLES_PARTITION = "CPOM/BISICLES/exp07"  # uninitialised scalar time beside fields with a good axis
+KM_PARTITION = "IGE/ElmerIce/exp09"  # x/y in km
 
 
 def _path(partition: str, variable: str, prefix: str = "") -> str:
@@ -43,8 +48,9 @@ def _field(
 ) -> xr.Dataset:
     """A field on an ``n``-point grid with ``ocean`` outside the ice sheet.
 
-    ``xy``: ``standard`` x/y, ``missing`` (dims ``nx``/``ny``), ``duplicated`` values, or ``shifted``
-    (a correct regular grid 500 m off the standard one).
+    ``xy``: ``standard`` x/y, ``missing`` (dims ``nx``/``ny``), ``duplicated`` values, ``shifted``
+    (a correct regular grid 500 m off the standard one), ``km`` (the standard grid in km, units
+    ``km``) or ``km_unitless`` (in km, no units).
     """
     rng = np.random.default_rng(len(variable) * 7919 + n)
     values = rng.uniform(*span, (len(time), n, n)).astype("float32")
@@ -52,9 +58,13 @@ def _field(
     values[:, np.hypot(xx, yy) > 0.9] = ocean
     dims = ("time", "ny", "nx") if xy == "missing" else ("time", "y", "x")
     coords = {"time": ("time", np.asarray(time, dtype="float64"), time_attrs)}
-    axis = {"standard": grid(n), "duplicated": np.repeat(grid((n + 1) // 2), 2)[:n], "shifted": grid(n) + 500.0}.get(xy)
+    axis = {
+        "standard": grid(n), "duplicated": np.repeat(grid((n + 1) // 2), 2)[:n], "shifted": grid(n) + 500.0,
+        "km": grid(n) / 1000, "km_unitless": grid(n) / 1000,
+    }.get(xy)
+    units = {"km": {"units": "km"}, "km_unitless": {}}.get(xy, {"units": "m"})
     if axis is not None:
-        coords |= {"x": ("x", axis, {"units": "m"}), "y": ("y", axis.copy(), {"units": "m"})}
+        coords |= {"x": ("x", axis, units), "y": ("y", axis.copy(), dict(units))}
     return xr.Dataset({variable: (dims, values, {"units": "m"})}, coords=coords)
 
 
@@ -76,6 +86,7 @@ YEARS = np.arange(N_TIMES) * 365.0
 DAYS_365 = {"units": "days since 2015-01-01", "calendar": "365_day"}
 SCALARS = {"lim", "limnsw", "iareagr", "iareafl"}
 PACKED = "day as %Y%m%d.%f"
+YEARS_SINCE = "years since 2015-01-01"
 
 
 def _cf(units: str, calendar: str | None = "365_day") -> dict:
@@ -103,6 +114,18 @@ TIME_QUIRKS = {
     "time_garbage_huge": (GARBAGE_PARTITION, "limnsw", [0.0, 1e219, 730.0], DAYS_365),
     "time_garbage_denormal": (GARBAGE_PARTITION, "iareagr", [2.31e-310, 365.0, 730.0], DAYS_365),
     "time_garbage_inf": (GARBAGE_PARTITION, "iareafl", [0.0, 365.0, np.inf], DAYS_365),
+    "time_garbage_partner": (GARBAGE_PARTITION, "lithk", YEARS[:3], DAYS_365),  # the axis the four above take
+    # NCAR_CISM exp07: 365-day offsets under packed-date units and `proleptic_gregorian`.
+    "time_packed_day_offsets_365_steps": (PACKED_OFFSETS_PARTITION, "lithk", YEARS, _cf(PACKED, "proleptic_gregorian")),
+    "time_float_years": (FLOAT_YEARS_PARTITION, "lithk", 2015.0 + np.arange(N_TIMES), {}),
+    "time_float_years_mid_year": (FLOAT_YEARS_PARTITION, "acabf", 2015.5 + np.arange(N_TIMES), {}),
+    "time_years_since_365_day": (YEARS_SINCE_PARTITION, "lithk", YEARS / 365.0, _cf(YEARS_SINCE)),
+    "time_years_since_gregorian": (YEARS_SINCE_PARTITION, "orog", [0.0, 1.0, 1.5, 2.0], _cf(YEARS_SINCE, "gregorian")),
+    # CPOM_BISICLES: scalars whose time is uninitialised memory, then day offsets without units.
+    "time_garbage_bisicles_lim": (BISICLES_PARTITION, "lim", [2.31e-310, 1.71e219, np.nan, 1095.0, 1460.0], {}),
+    "time_garbage_bisicles_limnsw": (BISICLES_PARTITION, "limnsw", [2.31e-310, 1.71e219, np.nan, 1095.0, 1460.0], {}),
+    "time_garbage_bisicles_partner": (BISICLES_PARTITION, "lithk", np.arange(5) * 365.0, {}),
+    "time_garbage_no_partner": (BISICLES_PARTITION, "iareagr", [2.31e-310, np.nan, 730.0], {}),  # no 3-step axis: fails
 }
 # quirk: (partition, variable, grid size, x/y kind, file name prefix)
 GRID_QUIRKS = {
@@ -111,6 +134,8 @@ GRID_QUIRKS = {
     "grid_missing_xy_snapped": (GRID_PARTITION, "topg", 192, "missing", ""),
     "grid_correct_xy": (GRID_PARTITION, "base", 191, "shifted", ""),
     "grid_missing_xy_ucijpl": (UCIJPL_PARTITION, "lithk", 191, "missing", "exp12"),  # contiguous, like all UCIJPL
+    "grid_xy_km": (KM_PARTITION, "lithk", 191, "km", ""),
+    "grid_xy_km_by_extent": (KM_PARTITION, "orog", 191, "km_unitless", ""),
 }
 # quirk: (partition, variable, file format, options of `_write`)
 FORMAT_QUIRKS = {

@@ -19,6 +19,10 @@ the source read of the same bytes); Icechunk's ``getsize`` gives a virtual chunk
 manifest without fetching it. ``always`` reads first, middle and last chunk of every array.
 A sample that read nothing is itself a finding: a check must not pass on what it did not look at.
 
+**Time and grid too.** Each group of the sample must have a time that decodes to dates in
+1850–2200 and x/y of the EPSG:3031 grid in metres (stored_coordinates.py): findings ``bad_time`` /
+``bad_grid`` name the group.
+
 **The view too.** One field of the partition's view (views.py), rotating like the variables, is one
 of the sample: its last stored chunk is compared with the source year by year (the source step of
 each model year from the variable group's time, as the view was built); a year the source lacks
@@ -48,6 +52,7 @@ from ismip6_assets.formats import HDF5_MAGIC
 from ismip6_assets.locations import Location
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import PartitionState
+from ismip6_assets.stored_coordinates import coordinate_findings
 from ismip6_assets.view_writer import field_of_group
 from ismip6_assets.views import TIME, VARIABLES_ATTR, VIEW_ROOT, YEAR, experiment_of_view, model_years
 from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
@@ -55,6 +60,11 @@ from ismip6_assets.virtualize import COORDINATE_NAMES, one_line
 # The fingerprint still matches, so no run rewrites such a group by itself: a changed fingerprint
 # (touch the file) or the group gone (missing) is what makes the sensor request its rewrite.
 REPAIR_HINT = "bad_ref: the source changed under an unchanged fingerprint; touch the file (or delete the group) and the next run rewrites it"
+# A group written before its time or grid quirk was decoded keeps its fingerprint too.
+COORDINATE_HINT = (
+    "bad_time/bad_grid: the group holds a time or x/y no reader can place; "
+    "delete the group (or touch its file) and the next run rewrites it with the current fixes"
+)
 DEFAULT_SAMPLE_VARIABLES = 8
 DEFAULT_SAMPLE_BUDGET_BYTES = 16 * 2**20
 COMPARE_THREADS = 8
@@ -263,7 +273,9 @@ def verify_partition(
         if problem and candidate.item not in failed:  # one finding an array
             failed.add(candidate.item)
             result.findings.append({"category": "bad_ref", "item": candidate.item, "reason": problem})
-    # One finding per cause: a view field over a group already found bad reads the same bad bytes.
+    result.findings += _coordinate_findings(session, sorted(groups))
+    # One finding per cause: a view field over a group already found bad reads the same bad bytes
+    # (or the same bad time).
     bad_groups = {g for f in result.findings if experiment_of_view(f["item"]) is None for g in (f["item"], f["item"].rsplit("/", 1)[0])}
     result.findings = [f for f in result.findings if experiment_of_view(f["item"]) is None or _view_source_group(f["item"]) not in bad_groups]
     result.groups = len(groups)
@@ -273,6 +285,26 @@ def verify_partition(
         )
         result.findings.append({"category": "not_verified", "item": state_label(state), "reason": f"the deep sample read nothing: {reason}"})
     return result
+
+
+def _coordinate_findings(session: icechunk.Session, groups: list[str]) -> list[dict]:
+    """Time and grid of the sampled groups (stored_coordinates.py): inline arrays, no source read."""
+    findings = []
+    for group in groups:
+        try:
+            findings += coordinate_findings(session.store, group)
+        except Exception as exc:  # noqa: BLE001 - coordinates that do not read are the finding
+            findings.append({"category": "bad_time", "item": group, "reason": f"could not read time/x/y: {one_line(exc)}"})
+    return findings
+
+
+def repair_hint(findings: list[dict]) -> str:
+    """What to do about the findings, one sentence a category found."""
+    categories = {f["category"] for f in findings}
+    hints = [REPAIR_HINT] if "bad_ref" in categories else []
+    if categories & {"bad_time", "bad_grid"}:
+        hints.append(COORDINATE_HINT)
+    return " ".join(hints)
 
 
 def _last_chunk(store, path: str) -> tuple[int, ...] | None:

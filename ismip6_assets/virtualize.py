@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import xarray as xr
 
 from ismip6_assets.fixes import SourceFile, apply_fixes
+from ismip6_assets.fixes.borrowed_time import borrow_time_axes
 from ismip6_assets.formats import UnreadableFile, detect_format, make_parser
 from ismip6_assets.index import fingerprint_of
 from ismip6_assets.limits import check_limits
@@ -124,16 +125,7 @@ def virtualize_file(row: dict, source: Location, reads: OneFileStore | None = No
             if now != row["fingerprint"]:
                 raise UnreadableFile(f"source changed while virtualizing (fingerprint {row['fingerprint']} -> {now})")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a record, by design
-        return FailureRecord(
-            url=url,
-            error=one_line(exc),
-            institution=row["institution"],
-            model_name=row["model_name"],
-            experiment=row["experiment"],
-            variable=row["variable"],
-            fingerprint=row["fingerprint"],
-            timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        )
+        return failure_record(row, one_line(exc))
     ds.attrs[SOURCE_URL_ATTR] = url
     ds.attrs[SOURCE_FINGERPRINT_ATTR] = row["fingerprint"]
     ds.attrs[SOURCE_FORMAT_ATTR] = file_format
@@ -146,6 +138,20 @@ def virtualize_file(row: dict, source: Location, reads: OneFileStore | None = No
         dataset=ds,
         quirks=report.quirks,
         warnings=report.warnings,
+    )
+
+
+def failure_record(row: dict, error: str) -> FailureRecord:
+    """The failure record of one index row's file, with a one-line reason."""
+    return FailureRecord(
+        url=row["url"],
+        error=error,
+        institution=row["institution"],
+        model_name=row["model_name"],
+        experiment=row["experiment"],
+        variable=row["variable"],
+        fingerprint=row["fingerprint"],
+        timestamp=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -172,7 +178,8 @@ def virtualize_rows(
 
     Inline (no executor), the heads of all files are fetched at once first (`source_reads.prefetch`),
     so the partition waits on one round trip for them instead of one per file; the parses then run
-    one after another. Threads measured faster for one partition alone on gs:// but slower in whole
+    one after another. Then a file whose time is not dates takes the axis of the files virtualized
+    with it (`fixes.borrowed_time`), or becomes a `FailureRecord` saying why. Threads measured faster for one partition alone on gs:// but slower in whole
     runs, where `ismip6 run`'s workers already overlap partitions (README, Performance).
     """
     rows = list(rows)
@@ -187,4 +194,10 @@ def virtualize_rows(
         (result.failures if isinstance(item, FailureRecord) else result.files).append(item)
         if progress:
             progress(i, len(rows), item)
+    # A time that is not dates takes the axis of the files virtualized beside it, or the file fails.
+    refused = borrow_time_axes(result.files)
+    if refused:
+        by_url = {row["url"]: row for row in rows}
+        result.failures += [failure_record(by_url[url], redact(error)) for url, error in refused.items()]
+        result.files = [f for f in result.files if f.url not in refused]
     return result

@@ -39,6 +39,20 @@ def test_missing_or_duplicated_xy_become_the_standard_grid(quirks, quirk, expect
     np.testing.assert_array_equal(stored[variable].values, source[variable].values)
 
 
+@pytest.mark.parametrize("quirk", ["grid_xy_km", "grid_xy_km_by_extent"])
+def test_xy_in_km_are_stored_in_metres(quirks, quirk):
+    # By their units (`km`), or without units by the grid's ±3,040 extent.
+    stored, source = quirks.group(quirk), quirks.source(quirk)
+    variable = next(iter(source.data_vars))
+    np.testing.assert_allclose(source["x"].values * 1000, STANDARD_191)
+    for axis in ("x", "y"):
+        np.testing.assert_array_equal(stored[axis].values, STANDARD_191)
+        assert stored[axis].attrs["units"] == "m"
+    assert stored[variable].attrs["grid_mapping"] == "polar_stereographic"
+    np.testing.assert_array_equal(stored[variable].values, source[variable].values)
+    assert "grid_xy_km" in quirks.results[quirk].quirks
+
+
 def test_correct_xy_are_left_untouched(quirks):
     stored, source = quirks.group("grid_correct_xy"), quirks.source("grid_correct_xy")
     # A regular grid 500 m off the standard one: a fix that re-derived x/y would move it.

@@ -6,10 +6,15 @@ Each case goes through the real pipeline (list → virtualize → commit) and is
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import xarray as xr
+import zarr
 
 from ismip6_assets.sample_quirks import GARBAGE_PARTITION
+from tests.conftest import open_plain_repo
 from tests.quirks_support import build_quirk_store, copy_partition, decoded, jan1
 
 EXPECTED_DATES = {
@@ -29,12 +34,28 @@ EXPECTED_DATES = {
     "time_units_missing_days_since_2000": jan1(2015, 2016),
     "time_packed_dates": [(2015, 1, 1, 0), (2016, 7, 1, 0), (2017, 1, 1, 0), (2017, 1, 1, 12)],  # month 13 → next Jan
     "time_packed_day_offsets": [(2015, 1, 1, 0), (2016, 1, 1, 0), (2100, 10, 4, 0)],  # 365_day offsets from 2015
+    # NCAR_CISM exp07: labelled proleptic_gregorian, stepped 365 days; as labelled, 2016-12-31 and 2017-12-31 follow.
+    "time_packed_day_offsets_365_steps": jan1(2015, 2016, 2017, 2018),
+    # Float years without units: steps of 1 are refused as days, so these were stored raw.
+    "time_float_years": jan1(2015, 2016, 2017, 2018),
+    "time_float_years_mid_year": [(y, 7, 2, 12) for y in (2015, 2016, 2017, 2018)],  # half of a 365_day year
+    "time_years_since_365_day": jan1(2015, 2016, 2017, 2018),
+    # gregorian: 2016 has 366 days, so half of it ends at midnight, not noon.
+    "time_years_since_gregorian": [(2015, 1, 1, 0), (2016, 1, 1, 0), (2016, 7, 2, 0), (2017, 1, 1, 0)],
+    "time_garbage_partner": jan1(2015, 2016, 2017),
+    "time_garbage_bisicles_partner": jan1(2015, 2016, 2017, 2018, 2019),
 }
+# quirk: (the value the reason names, the quirk whose axis it takes)
 GARBAGE = {
-    "time_garbage_nan": "nan",
-    "time_garbage_huge": "1e+219",
-    "time_garbage_denormal": "2.31e-310",
-    "time_garbage_inf": "inf",
+    "time_garbage_nan": ("nan", "time_garbage_partner"),
+    "time_garbage_huge": ("1e+219", "time_garbage_partner"),
+    "time_garbage_denormal": ("2.31e-310", "time_garbage_partner"),
+    "time_garbage_inf": ("inf", "time_garbage_partner"),
+    # CPOM_BISICLES lim/limnsw: uninitialised memory, then day offsets without units.
+    "time_garbage_bisicles_lim": ("1.71e+219", "time_garbage_bisicles_partner"),
+    "time_garbage_bisicles_limnsw": ("2.31e-310", "time_garbage_bisicles_partner"),
+    # Fits no rule (neither a day of 2015 nor a year start in days since 2000): a guess could land decades off.
+    "time_units_missing_ambiguous": ("no units", "time_units_missing_days_since_2000"),
 }
 
 
@@ -52,28 +73,43 @@ def test_time_quirk_decodes_to_the_intended_dates(quirks, quirk):
 
 
 @pytest.mark.parametrize("quirk", sorted(GARBAGE))
-def test_garbage_time_is_left_alone_with_a_warning(quirks, quirk):
-    stored, source = quirks.group(quirk), quirks.source(quirk)
-    # No invented dates: the numbers are the source's, and nothing makes xarray decode them.
-    assert stored["time"].dtype == np.float64
-    np.testing.assert_array_equal(stored["time"].values, source["time"].values)
-    assert "units" not in stored["time"].attrs
-    assert stored["time"].attrs["ismip6_source_time_units"] == "days since 2015-01-01"
-    assert "time left undecoded" in stored.attrs["ismip6_warning"] and GARBAGE[quirk] in stored.attrs["ismip6_warning"]
+def test_garbage_time_takes_the_axis_of_the_partitions_other_files(quirks, quirk):
+    reason, partner = GARBAGE[quirk]
+    stored, source, lender = quirks.group(quirk), quirks.source(quirk), quirks.group(partner)
+    # Never stored raw: the dates are the partner file's, decoded as a reader opens them.
+    assert decoded(stored["time"].values) == EXPECTED_DATES[partner] == decoded(lender["time"].values)
+    assert stored.attrs["ismip6_time_borrowed_from"] == f"file://{quirks.path(partner)}"
+    assert reason in stored.attrs["ismip6_time_borrowed_because"]
     variable = next(iter(source.data_vars))
     np.testing.assert_array_equal(stored[variable].values, source[variable].values)
+    assert "time_borrowed" in quirks.results[quirk].quirks
 
 
-def test_unitless_time_that_fits_no_rule_is_refused_not_guessed(quirks):
-    # Neither a day of 2015 nor a year start in days since 2000: a guess could land decades off.
-    stored, source = quirks.group("time_units_missing_ambiguous"), quirks.source("time_units_missing_ambiguous")
-    assert stored["time"].dtype == np.float64
-    np.testing.assert_array_equal(stored["time"].values, source["time"].values)
-    assert "time left undecoded" in stored.attrs["ismip6_warning"] and "no units" in stored.attrs["ismip6_warning"]
+def test_garbage_time_with_no_axis_of_its_length_is_a_failure_record(quirks):
+    from ismip6_assets.virtualize import FailureRecord
+
+    failure = quirks.results["time_garbage_no_partner"]
+    assert isinstance(failure, FailureRecord) and failure.url == f"file://{quirks.path('time_garbage_no_partner')}"
+    assert failure.error.startswith("time not decodable: time values are not dates")
+    assert "no other file of the partition has a decodable 3-step time axis" in failure.error
+    repo = open_plain_repo(quirks.store, quirks.archive)
+    experiment = zarr.open_group(repo.readonly_session("main").store, path="CPOM_BISICLES/exp07", mode="r")
+    assert "iareagr" not in set(experiment.group_keys())  # nothing of it stored
+    recorded = {r["url"]: r["error"] for r in json.loads(experiment.attrs["ismip6_failures"])}
+    assert recorded[failure.url] == failure.error
+
+
+def test_quirks_cftime_cannot_read_are_refused_by_xarray_on_the_source(quirks):
+    # What the fixes are for: as written, these do not decode (or decode to other dates).
+    for quirk in ("time_years_since_365_day", "time_years_since_gregorian"):
+        with pytest.raises(ValueError):
+            xr.open_dataset(quirks.path(quirk)).load()
+    as_written = xr.open_dataset(quirks.path("time_float_years"), decode_times=False)["time"]
+    assert "units" not in as_written.attrs
 
 
 @pytest.mark.slow
-def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, instance):
+def test_borrowed_time_is_counted_in_the_partition_metadata(quirks, tmp_path, instance):
     import dagster as dg
 
     from ismip6_assets.resources import ArchiveResource
@@ -84,9 +120,9 @@ def test_garbage_time_is_counted_in_the_partition_metadata(quirks, tmp_path, ins
     resource = ArchiveResource(source_url=str(archive), store_url=str(tmp_path / "store"))
     outcome = run_partition(resource, instance, GARBAGE_PARTITION)
 
-    assert outcome.status == "OK" and outcome.written == 4 and outcome.failures == 0
+    assert outcome.status == "OK" and outcome.written == 5 and outcome.failures == 0
     event = instance.get_latest_materialization_event(dg.AssetKey("virtual_dataset"))
-    assert event.asset_materialization.metadata["files_with_warnings"].value == 4
+    assert event.asset_materialization.metadata["files_with_warnings"].value == 4  # each borrowed axis
 
 
 @pytest.mark.parametrize(

@@ -101,3 +101,33 @@ def test_a_source_zeroed_in_place_is_a_finding_not_a_crashed_check(committed, ar
     evaluation = check(committed, instance, KEY)
     assert not evaluation.passed and evaluation.metadata["bad_refs"].value == 1
     assert "DOE_MALI/expA1/orog" in evaluation.metadata["findings"].value
+
+
+@pytest.mark.slow
+def test_a_raw_garbage_time_and_a_km_grid_are_errors_naming_both_groups(committed, archive_dir, store_dir, instance):
+    import numpy as np
+    import zarr
+
+    assert check(committed, instance, KEY).passed  # the fixes stored dates and metres
+    # By hand, what the store held before issue 22: lim's time as its file's raw garbage (units
+    # moved aside, as undecoded times were), orog's x/y in km as some files write them.
+    session = open_plain_repo(store_dir, archive_dir).writable_session("main")
+    time = zarr.open_array(session.store, path="DOE_MALI/expA1/lim/time", mode="r+", zarr_format=3)
+    garbage = np.array([2.31e-310, 1.71e219, np.nan, 365.0, 730.0])[: time.shape[0]]
+    time[:] = garbage
+    time.attrs.put({"ismip6_source_time_units": "days since 2015-01-01"})
+    for axis in ("x", "y"):
+        coordinate = zarr.open_array(session.store, path=f"DOE_MALI/expA1/orog/{axis}", mode="r+", zarr_format=3)
+        coordinate[:] = coordinate[:] / 1000
+        coordinate.attrs.put({**coordinate.attrs.asdict(), "units": "km"})
+    session.commit("a raw garbage time and a km grid, by hand")
+
+    evaluation = check(committed, instance, KEY)
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    findings = evaluation.metadata["findings"].value
+    assert evaluation.metadata["stale"].value == 0, findings
+    assert "other values than the source" not in findings  # the data still read right
+    assert "| bad_time | DOE_MALI/expA1/lim |" in findings and "time has no units" in findings
+    assert "| bad_grid | DOE_MALI/expA1/orog |" in findings and "units 'km', not metres" in findings
+    assert "DOE_MALI/expA1/lithk" not in findings and "combined/" not in findings, findings  # the view over lim: same cause
+    assert "delete the group" in evaluation.description

@@ -22,7 +22,7 @@ def _metadata(result: VirtualizationResult, unchanged: int) -> dict:
         "chunk_refs": sum(q["chunk_refs"] for q in quirks),
         "loaded_coordinates": sum(len(q["loaded_coordinates"].split(", ")) for q in quirks if q["loaded_coordinates"]),
         "quirks_fixed": sum(len(f.quirks) for f in result.files),
-        "files_with_warnings": sum(bool(f.warnings) for f in result.files),  # e.g. garbage time left undecoded
+        "files_with_warnings": sum(bool(f.warnings) for f in result.files),  # e.g. a time axis borrowed from another file
         "formats": dg.MetadataValue.json(dict(sorted(Counter(f.file_format for f in result.files).items()))),
         "files": table(quirks),
         "failure_table": failure_table(result.failures),

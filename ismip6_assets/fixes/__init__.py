@@ -2,7 +2,8 @@
 
 A fix follows the same small protocol as VirtualiZarr's parsers: configured in ``__init__``, does
 its work in ``__call__(ds, report) -> ds``, and notes what it changed in the `FixReport`. The order
-in `default_fixes` matters: the grid fix renames dims before the chunk split and the sentinel read,
+in `default_fixes` matters: the encodings cftime cannot read (`time_encodings`) are rewritten before
+`NormalizeTime` decodes, km become metres before the grid fix judges x/y; the grid fix renames dims before the chunk split and the sentinel read,
 and the sentinel read comes after the split so that it fetches one time step, not a whole file; the
 CF metadata comes after the grid fix, which is what gives every grid its (y, x) dims.
 """
@@ -58,10 +59,15 @@ def default_fixes() -> list[Fix]:
     from ismip6_assets.fixes.cf import CFMetadata
     from ismip6_assets.fixes.chunks import SplitContiguousTime
     from ismip6_assets.fixes.grid import StandardGrid
+    from ismip6_assets.fixes.grid_units import KilometreGrid
     from ismip6_assets.fixes.metadata import SentinelValue, VariableType
     from ismip6_assets.fixes.time import NormalizeTime
+    from ismip6_assets.fixes.time_encodings import FloatYears, PackedDayOffsets, YearsSince
 
-    return [NormalizeTime(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue()]
+    return [
+        *(PackedDayOffsets(), FloatYears(), YearsSince(), NormalizeTime()),
+        *(KilometreGrid(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue()),
+    ]
 
 
 def apply_fixes(ds: xr.Dataset, fixes: list[Fix] | None = None, source: SourceFile | None = None) -> tuple[xr.Dataset, FixReport]:

@@ -19,6 +19,8 @@ TARGET_UNITS = "days since 2000-01-01"
 TARGET_CALENDAR = "proleptic_gregorian"
 SOURCE_UNITS_ATTR = "ismip6_source_time_units"
 SOURCE_CALENDAR_ATTR = "ismip6_source_calendar"
+# On a time whose values are not dates, why; `borrowed_time.borrow_time_axes` removes it.
+UNDECODABLE_ATTR = "ismip6_time_undecodable"
 _EPOCH = dt.datetime(2000, 1, 1)
 # Attributes that make xarray decode a variable as time; moved aside when the values are not dates.
 _CF_TIME_ATTRS = {"units": SOURCE_UNITS_ATTR, "unit": SOURCE_UNITS_ATTR, "calendar": SOURCE_CALENDAR_ATTR}
@@ -43,8 +45,10 @@ class NormalizeTime:
     """Re-encode ``time`` (and its bounds) on the common epoch and calendar.
 
     Values that are not dates are left exactly as in the source, with their CF units moved to
-    ``ismip6_source_time_units`` (so ``decode_times=True`` neither fails nor invents dates) and a
-    warning on the dataset that the partition's metadata counts.
+    ``ismip6_source_time_units`` (so ``decode_times=True`` neither fails nor invents dates), and
+    marked with the reason in ``ismip6_time_undecodable``: such a time is never stored as is, the
+    partition's other files lend it their axis or the file is recorded as failed
+    (`fixes/borrowed_time.py`, applied where a partition's files are virtualized together).
     """
 
     def __init__(self, name: str = "time") -> None:
@@ -59,16 +63,17 @@ class NormalizeTime:
         try:
             decoding = time_decoding(values, attrs)
         except UndecodableTime as exc:
-            return self._leave_undecoded(ds, report, str(exc))
+            return self._mark_undecodable(ds, report, str(exc))
         except (ValueError, OverflowError) as exc:  # cftime's refusal of a units/calendar pair
-            return self._leave_undecoded(ds, report, f"time units {attrs.get('units')!r} cannot be decoded ({exc})")
+            return self._mark_undecodable(ds, report, f"time units {attrs.get('units')!r} cannot be decoded ({exc})")
         bounds = attrs.get("bounds")
         for quirk in decoding.quirks:
             report.quirk(quirk)
         new_attrs = {k: v for k, v in attrs.items() if k not in _CF_TIME_ATTRS}
         new_attrs.update(units=TARGET_UNITS, calendar=TARGET_CALENDAR)
-        new_attrs[SOURCE_UNITS_ATTR] = str(attrs.get("units", attrs.get("unit", "")))
-        new_attrs[SOURCE_CALENDAR_ATTR] = str(attrs.get("calendar", ""))
+        # A fix of `time_encodings` that rewrote the units already recorded the ones written.
+        new_attrs.setdefault(SOURCE_UNITS_ATTR, str(attrs.get("units", attrs.get("unit", ""))))
+        new_attrs.setdefault(SOURCE_CALENDAR_ATTR, str(attrs.get("calendar", "")))
         ds = ds.assign_coords({self.name: (time.dims, days_since_2000(decoding.dates(values)), new_attrs)})
         ds[self.name].encoding = {}
         if bounds and bounds in ds.variables:
@@ -91,7 +96,7 @@ class NormalizeTime:
         ds[name].encoding = {}
         return ds
 
-    def _leave_undecoded(self, ds: xr.Dataset, report: FixReport, reason: str) -> xr.Dataset:
+    def _mark_undecodable(self, ds: xr.Dataset, report: FixReport, reason: str) -> xr.Dataset:
         names = [self.name] + [n for n in [ds[self.name].attrs.get("bounds")] if n and n in ds.variables]
         for name in names:
             var = ds[name]
@@ -99,5 +104,6 @@ class NormalizeTime:
             replacement = {name: (var.dims, var.values, attrs)}
             ds = ds.assign_coords(replacement) if name in ds.coords else ds.assign(replacement)
             ds[name].encoding = {k: v for k, v in var.encoding.items() if k in ("dtype", "_FillValue")}
-        report.warn(ds, "garbage_time", f"time left undecoded: {reason}")
+        ds[self.name].attrs[UNDECODABLE_ATTR] = reason
+        report.quirk("garbage_time")
         return ds

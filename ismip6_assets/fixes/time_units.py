@@ -20,8 +20,11 @@ DEFAULT_CALENDAR = "365_day"  # what ISMIP6 asked for; files without a calendar 
 PROJECTION_START = "2015-01-01"
 # A series without units starting within this many days of 0 counts as offsets from 2015 (see `_unitless`).
 FIRST_YEAR_DAYS = 366
-# Decoded years outside this span are not ISMIP6 dates (runs reach back to ~1850 and forward to 2300).
-PLAUSIBLE_YEARS = (1800, 2600)
+# Decoded years outside this span are not ISMIP6 dates (historical runs from 1850, projections to 2100
+# and their extensions): a series no rule puts inside it is refused (issue 22).
+PLAUSIBLE_YEARS = (1850, 2200)
+# Below the packed date 1850-01-01 a value cannot be a %Y%m%d date (`fixes/time_encodings.PackedDayOffsets`).
+FIRST_PACKED_DATE = 18_500_101
 _MAX_ABS_DAYS = 1e6  # ~2700 years: anything larger is garbage, and would overflow the date libraries
 
 _SINCE = re.compile(r"^\s*(?P<unit>[A-Za-z_]+)\s+since\s+(?P<epoch>\S.*?)\s*$", re.IGNORECASE)
@@ -81,7 +84,7 @@ def time_decoding(values: np.ndarray, attrs: dict) -> TimeDecoding:
     Returns
     -------
     TimeDecoding
-        Whose ``dates`` maps these values, and the bounds', to calendar dates in 1800–2600.
+        Whose ``dates`` maps these values, and the bounds', to calendar dates in 1850–2200.
 
     Raises
     ------
@@ -150,10 +153,14 @@ def repair_epoch(epoch: str) -> tuple[str, list[str]]:
 
 
 def _packed(values: np.ndarray, calendar: str) -> TimeDecoding:
-    """``day as %Y%m%d.%f``; values below year 1000 (``0 … 31301``) are day offsets from 2015-01-01."""
+    """``day as %Y%m%d.%f`` on packed dates; day offsets under these units were rewritten before
+    (`time_encodings.PackedDayOffsets`), so a value below 18500101 left here fits no epoch."""
     _refuse_garbage(values, None)
-    if np.max(np.abs(values)) < 10_000_000:
-        return TimeDecoding(f"days since {PROJECTION_START}", calendar, ["time_packed_day_offsets"])
+    if np.min(values) < FIRST_PACKED_DATE:
+        raise UndecodableTime(
+            f"time units 'day as %Y%m%d.%f' on values from {np.min(values):g}: neither packed dates nor day offsets "
+            f"that any epoch puts inside {PLAUSIBLE_YEARS[0]}–{PLAUSIBLE_YEARS[1]}"
+        )
     return TimeDecoding("day as %Y%m%d.%f", calendar, ["time_packed_dates"], packed=True)
 
 
