@@ -4,7 +4,8 @@ A fix follows the same small protocol as VirtualiZarr's parsers: configured in `
 its work in ``__call__(ds, report) -> ds``, and notes what it changed in the `FixReport`. The order
 in `default_fixes` matters: the grid fix renames dims before the chunk split and the sentinel read,
 and the sentinel read comes after the split so that it fetches one time step, not a whole file; the
-CF metadata comes after the grid fix, which is what gives every grid its (y, x) dims.
+CF metadata comes after the grid fix, which is what gives every grid its (y, x) dims; the model
+years (``year``, ``time_bnds``) come last, from the decoded time and its bounds.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def default_fixes() -> list[Fix]:
     from ismip6_assets.fixes.chunks import SplitContiguousTime
     from ismip6_assets.fixes.grid import StandardGrid
     from ismip6_assets.fixes.metadata import SentinelValue, VariableType
+    from ismip6_assets.fixes.model_years import ModelYears
     from ismip6_assets.fixes.time import NormalizeTime
 
-    return [NormalizeTime(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue()]
+    return [NormalizeTime(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue(), ModelYears()]
 
 
 def apply_fixes(ds: xr.Dataset, fixes: list[Fix] | None = None, source: SourceFile | None = None) -> tuple[xr.Dataset, FixReport]:
