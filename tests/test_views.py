@@ -443,3 +443,21 @@ def test_a_left_out_variable_adds_no_year_to_the_axis_and_keeps_its_own_years_in
     rows = rows.where(rows.notna(), None)
     assert rows.loc["xvelmean"].tolist() == [2016, 2019, None]
     assert rows.loc["lithk"].tolist() == [2015, 2016, view_group(key)]
+
+
+def test_a_series_whose_inline_copy_cannot_be_read_adds_no_year_either(tmp_path):
+    """lim (2016-2018, one chunk starting a year in: stored inline) is deleted between its
+    virtualization and the commit, so its values cannot be read: it is left out, and the axis is lithk's."""
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    key = PartitionKey("UTAS", "ElmerIce", "exp05")
+    write_case(_path(archive, key, "lithk"), "lithk", [365, 730], {})
+    write_case(_path(archive, key, "lim"), "lim", [730, 1095, 1460], {"scalar": True})
+    source = parse_location(str(archive), "source")
+    repo = open_repository(parse_location(str(store), "store"), source)
+    rows = list_archive(source).for_partition(str(key))
+    result = virtualize_rows(rows.to_dict("records"), source)
+    _path(archive, key, "lim").unlink()
+    commit_partition(repo, key, result.files, [], [])
+    view = open_view(store, archive, key)
+    assert view["year"].values.tolist() == [2015, 2016] and view.attrs["ismip6_view_variables"] == ["lithk"]
+    assert view.attrs["ismip6_left_out"]["lim"].startswith("its values could not be read for the inline copy")
