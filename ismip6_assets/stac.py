@@ -51,7 +51,9 @@ def chunk_prefixes(rows: pd.DataFrame, container_prefixes: list[str]) -> list[st
     return sorted(p for p in container_prefixes if any(u.startswith(p) for u in urls))
 
 
-def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str, container_prefixes: list[str] = ()) -> pystac.Item:
+def partition_item(
+    partition: PartitionKey, rows: pd.DataFrame, store_url: str, container_prefixes: list[str] = ()
+) -> pystac.Item:
     """The Item of one model/experiment from its catalog rows; `container_prefixes`: the
     repository's virtual-chunk container URL prefixes."""
     start, end = _span(rows)

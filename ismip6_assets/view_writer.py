@@ -99,7 +99,9 @@ def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -
     return plan_view(partition, *view_inputs(store, partition, written))
 
 
-def view_inputs(store, partition: PartitionKey, written: list[VirtualizedFile]) -> tuple[list[ViewField], dict[str, str], dict[str, str]]:
+def view_inputs(
+    store, partition: PartitionKey, written: list[VirtualizedFile]
+) -> tuple[list[ViewField], dict[str, str], dict[str, str]]:
     """(fields, variables already left out with their reasons, fingerprint of every variable group)."""
     names = sync(_variable_groups(store, partition.group))
     fields, left_out, sources = [], {}, {}
