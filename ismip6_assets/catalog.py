@@ -3,9 +3,12 @@
 "Which models ran exp05 with lithk, over which years?" is one ``pd.read_parquet`` of
 ``{STORE}/catalog/catalog.parquet`` instead of opening every group. Every column comes from the
 store's own documents (no listing of the archive): the variable group's attributes (source URL,
-fingerprint, format), its array's attributes and shape (units, standard name, time steps, grid),
-and the view's model years per variable (views.py). ``{STORE}/catalog/stac/collection.json`` is a
-STAC Collection with one Item per model/experiment whose asset is its view group.
+fingerprint, format, and the first and last model year of its own time axis, fixes/model_years.py),
+its array's attributes and shape (units, standard name, time steps, grid), and whether the view
+holds it (views.py); the experiment's ISMIP6 protocol (kind, scenario, AOGCM, ocean melt, control
+run, tier) comes from the packaged experiments table (experiments.py).
+``{STORE}/catalog/stac/collection.json`` is a STAC Collection with one Item per model/experiment
+whose asset is its view group.
 
 Kept current cheaply: the parquet records the snapshot it describes; a refresh re-reads only the
 experiment groups Icechunk's diff says changed since (store_state.py's own approach), and rewrites
@@ -26,18 +29,25 @@ import pyarrow.parquet as pq
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ismip6_assets.experiments import experiment_attributes
 from ismip6_assets.fixes.grid import GRID_HALF_WIDTH
+from ismip6_assets.fixes.model_years import MODEL_YEARS_ATTR
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import _changed_experiment_paths, load_store_state
 from ismip6_assets.variables import variable_type
-from ismip6_assets.views import VARIABLE_YEARS_ATTR, view_group
+from ismip6_assets.views import VARIABLE_YEARS_ATTR, VARIABLES_ATTR, view_group
 from ismip6_assets.virtualize import SOURCE_FORMAT_ATTR
 
+# Protocol column -> the attribute experiments.py names it.
+PROTOCOL_COLUMNS = {
+    "experiment_kind": "experiment_kind", "scenario": "scenario", "aogcm": "forcing_aogcm", "ocean_melt": "ocean_melt",
+    "control_experiment": "control_experiment", "tier": "tier",
+}
 COLUMNS = [
-    "institution", "model", "experiment", "variable", "group", "view", "variable_type", "units", "standard_name",
-    "first_year", "last_year", "n_times", "grid_km", "format", "source_url", "fingerprint",
+    "institution", "model", "experiment", *PROTOCOL_COLUMNS, "variable", "group", "view", "variable_type", "units",
+    "standard_name", "first_year", "last_year", "n_times", "grid_km", "format", "source_url", "fingerprint",
 ]
 SNAPSHOT_KEY = b"ismip6_snapshot"  # parquet schema metadata: the snapshot the catalog describes
 
@@ -55,7 +65,7 @@ def empty_catalog() -> pd.DataFrame:
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    ints = {c: "Int64" for c in ("first_year", "last_year", "n_times", "grid_km")}
+    ints = {c: "Int64" for c in ("tier", "first_year", "last_year", "n_times", "grid_km")}
     return frame[COLUMNS].astype({**{c: "string" for c in COLUMNS if c not in ints}, **ints}).reset_index(drop=True)
 
 
@@ -74,20 +84,26 @@ def _grid_km(array: dict) -> int | None:
 
 
 def partition_rows(session_store, partition: PartitionKey, variables: list[str]) -> list[dict]:
-    """Catalog rows of one stored partition, from its documents fetched at once."""
+    """Catalog rows of one stored partition, from its documents fetched at once.
+
+    A variable's years are its group's own (``ismip6_model_years``), whether or not the view holds
+    it; a group stored before groups carried them falls back to the view's years of it."""
     groups = [partition.variable_group(v) for v in variables]
     keys = [f"{g}/zarr.json" for g in groups] + [f"{g}/{v}/zarr.json" for g, v in zip(groups, variables)] + [f"{view_group(partition)}/zarr.json"]
     docs = sync(_documents(session_store, keys))
     group_docs, array_docs, view_doc = docs[: len(groups)], docs[len(groups) : -1], docs[-1]
-    years = (view_doc.get("attributes") or {}).get(VARIABLE_YEARS_ATTR, {})
+    view_attrs = view_doc.get("attributes") or {}
+    view_years, in_view = view_attrs.get(VARIABLE_YEARS_ATTR, {}), set(view_attrs.get(VARIABLES_ATTR, []))
+    protocol = experiment_attributes(partition.experiment)
+    protocol = {column: protocol.get(name) for column, name in PROTOCOL_COLUMNS.items()}
     rows = []
     for variable, group, gdoc, adoc in zip(variables, groups, group_docs, array_docs):
         gattrs, aattrs = gdoc.get("attributes") or {}, adoc.get("attributes") or {}
         dims, shape = adoc.get("dimension_names") or [], adoc.get("shape") or []
-        first, last = years.get(variable, (None, None))
+        first, last = gattrs.get(MODEL_YEARS_ATTR) or view_years.get(variable) or (None, None)
         rows.append({
-            "institution": partition.institution, "model": partition.model, "experiment": partition.experiment,
-            "variable": variable, "group": group, "view": view_group(partition) if variable in years else None,
+            "institution": partition.institution, "model": partition.model, "experiment": partition.experiment, **protocol,
+            "variable": variable, "group": group, "view": view_group(partition) if variable in in_view else None,
             "variable_type": variable_type(variable) or None, "units": aattrs.get("units"), "standard_name": aattrs.get("standard_name"),
             "first_year": first, "last_year": last, "n_times": shape[dims.index("time")] if "time" in dims else 0,
             "grid_km": _grid_km(adoc), "format": gattrs.get(SOURCE_FORMAT_ATTR), "source_url": gattrs.get("ismip6_source_url"),

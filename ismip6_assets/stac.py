@@ -1,9 +1,13 @@
 """The store as a STAC Collection: one Item per model/experiment, its asset the view group.
 
-Core STAC only (no extension schemas to fetch), so ``collection.validate()`` works offline with
-jsonschema. The asset follows STAC's Zarr practice: ``application/vnd.zarr`` with role ``data``,
-its href the Icechunk repository, and ``xarray:open_kwargs`` naming the group to open in it. Each
-Item carries the experiment's ISMIP6 protocol attributes (experiments.py). No Dagster here.
+The asset follows STAC's Zarr practice: ``application/vnd.zarr`` with role ``data``, its href the
+Icechunk repository, and ``xarray:open_kwargs`` naming the group to open in it (the xarray-assets
+extension, declared in the Item's ``stac_extensions``). Its ``icechunk:virtual_chunk_containers``
+lists the URL prefixes of the source files its references point into, each a prefix a reader must
+authorize (``icechunk.containers_credentials({prefix: ...})``) before chunks read; ``icechunk:*``
+fields follow the convention public Icechunk catalogs use, which has no published schema to
+declare. Each Item carries the experiment's ISMIP6 protocol attributes (experiments.py). No
+Dagster here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import numpy as np
 import pandas as pd
 import pystac
+from pystac.extensions.xarray_assets import XarrayAssetsExtension
 
 from ismip6_assets.experiments import experiment_attributes
 from ismip6_assets.locations import Location
@@ -40,8 +45,17 @@ def _span(rows: pd.DataFrame) -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime(start, 1, 1, tzinfo=dt.UTC), dt.datetime(end, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
-def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str) -> pystac.Item:
-    """The Item of one model/experiment from its catalog rows."""
+def chunk_prefixes(rows: pd.DataFrame, container_prefixes: list[str]) -> list[str]:
+    """The virtual-chunk container prefixes (the repository's) that the rows' source files sit under."""
+    urls = [u for u in rows["source_url"].tolist() if isinstance(u, str)]
+    return sorted(p for p in container_prefixes if any(u.startswith(p) for u in urls))
+
+
+def partition_item(
+    partition: PartitionKey, rows: pd.DataFrame, store_url: str, container_prefixes: list[str] = ()
+) -> pystac.Item:
+    """The Item of one model/experiment from its catalog rows; `container_prefixes`: the
+    repository's virtual-chunk container URL prefixes."""
     start, end = _span(rows)
     views = [v for v in rows["view"].tolist() if isinstance(v, str)]
     properties = {
@@ -53,17 +67,24 @@ def partition_item(partition: PartitionKey, rows: pd.DataFrame, store_url: str) 
     item = pystac.Item(item_id(partition), geometry=GEOMETRY, bbox=BBOX, datetime=None, properties=properties,
                        start_datetime=start, end_datetime=end)
     group = views[0] if views else partition.group
-    item.add_asset("view", pystac.Asset(
+    prefixes = chunk_prefixes(rows, list(container_prefixes))
+    authorize = f"; authorize virtual chunks under {', '.join(prefixes)}" if prefixes else ""
+    asset = pystac.Asset(
         href=store_url, media_type=pystac.MediaType.VND_ZARR, roles=["data"],
         title=f"{partition.model_group}/{partition.experiment}: every variable on model years",
-        description=f"Icechunk repository (branch {BRANCH!r}); open group {group!r} with xarray.open_zarr(..., consolidated=False)",
-        extra_fields={"xarray:open_kwargs": {"group": group, "consolidated": False}, "icechunk:branch": BRANCH},
-    ))
+        description=f"Icechunk repository (branch {BRANCH!r}); open group {group!r} with xarray.open_zarr(..., consolidated=False){authorize}",
+        extra_fields={"icechunk:branch": BRANCH, "icechunk:virtual_chunk_containers": [{"url_prefix": p} for p in prefixes]},
+    )
+    item.add_asset("view", asset)
+    XarrayAssetsExtension.ext(asset, add_if_missing=True).open_kwargs = {"group": group, "consolidated": False}
     return item
 
 
-def build_collection(frame: pd.DataFrame, store_url: str) -> pystac.Collection:
-    items = [partition_item(PartitionKey(*key), rows, store_url) for key, rows in frame.groupby(["institution", "model", "experiment"], sort=True)]
+def build_collection(frame: pd.DataFrame, store_url: str, container_prefixes: list[str] = ()) -> pystac.Collection:
+    """The Collection of `frame` (the catalog); `container_prefixes`: the repository's virtual-chunk
+    container URL prefixes, named in each Item's asset where its references point."""
+    groups = frame.groupby(["institution", "model", "experiment"], sort=True)
+    items = [partition_item(PartitionKey(*key), rows, store_url, container_prefixes) for key, rows in groups]
     starts = [i.common_metadata.start_datetime for i in items] or [dt.datetime(2015, 1, 1, tzinfo=dt.UTC)]
     ends = [i.common_metadata.end_datetime for i in items] or starts
     collection = pystac.Collection(

@@ -152,12 +152,13 @@ def _is_hdf5(opened) -> bool:
 
 
 def _candidates(session: icechunk.Session, group: str, url: str) -> list[_Candidate]:
-    """The data arrays of ``group``: coordinates are loaded inline and re-encoded (our bytes, not the source's)."""
+    """The data arrays of ``group``: coordinates are loaded inline and re-encoded (our bytes, not the
+    source's), and ``year`` is ours (fixes/model_years.py)."""
     stored = zarr.open_group(session.store, path=group, mode="r", zarr_format=3)
     return [
         _Candidate(group, name, url, tuple(array.shape), tuple(array.chunks))
         for name, array in stored.arrays()
-        if array.ndim and name not in COORDINATE_NAMES
+        if array.ndim and name not in COORDINATE_NAMES and name != YEAR
     ]
 
 

@@ -96,6 +96,13 @@ async def _variable_groups(store, experiment_group: str) -> list[str]:
 
 def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -> ViewPlan:
     """The plan of the view from the session's variable groups (those of `written` from memory)."""
+    return plan_view(partition, *view_inputs(store, partition, written))
+
+
+def view_inputs(
+    store, partition: PartitionKey, written: list[VirtualizedFile]
+) -> tuple[list[ViewField], dict[str, str], dict[str, str]]:
+    """(fields, variables already left out with their reasons, fingerprint of every variable group)."""
     names = sync(_variable_groups(store, partition.group))
     fields, left_out, sources = [], {}, {}
     by_variable = {vf.variable: vf for vf in written}
@@ -118,7 +125,7 @@ def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -
             left_out[name] = found
         else:
             fields.append(found)
-    return plan_view(partition, fields, left_out, sources)
+    return fields, left_out, sources
 
 
 def write_view(store, partition: PartitionKey, written: list[VirtualizedFile]) -> ViewPlan | None:
@@ -126,17 +133,21 @@ def write_view(store, partition: PartitionKey, written: list[VirtualizedFile]) -
 
     Returns the plan written, or None when the partition holds no variable group (and so no view).
     """
-    plan = build_plan(store, partition, written)
-    if not plan.sources:
-        return None
-    inline = {}
-    for name in plan.inline:  # a few numbers each, read through the variable group's references
-        try:
-            inline[name] = zarr.open_array(store, path=f"{partition.variable_group(name)}/{name}", mode="r", zarr_format=3)[...]
-        except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves its series out, not the commit
-            del plan.fields[name]
-            plan.variable_years.pop(name, None)
-            plan.left_out[name] = f"its values could not be read for the inline copy: {one_line(exc)}"
+    fields, left_out, sources = view_inputs(store, partition, written)
+    while True:  # a series left out here must not leave its years on the axis: plan again without it
+        plan = plan_view(partition, fields, left_out, sources)
+        if not plan.sources:
+            return None
+        inline, unreadable = {}, {}
+        for name in plan.inline:  # a few numbers each, read through the variable group's references
+            try:
+                inline[name] = zarr.open_array(store, path=f"{partition.variable_group(name)}/{name}", mode="r", zarr_format=3)[...]
+            except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves its series out, not the commit
+                unreadable[name] = f"its values could not be read for the inline copy: {one_line(exc)}"
+        if not unreadable:
+            break
+        left_out |= unreadable
+        fields = [f for f in fields if f.variable not in unreadable]
     store_rendered(store, [render_view(plan, inline)])
     return plan
 

@@ -6,11 +6,13 @@ variable groups. It holds each stored variable under its own name, on one ``time
 years and the partition's ``x``/``y`` grid: one step a year, stamped Jul 1 with ``time_bnds``
 [Jan 1 Y, Jan 1 Y+1] and an integer ``year`` coordinate, so ``ds.lithk.sel(time="2050")`` and
 ``ds.acabf.sel(time="2050")`` are the state at the end of 2050 and the flux over 2050, with no
-alignment code. The axis is the sorted union of the years of the variables placed in it.
+alignment code. The axis is the sorted union of the years of the variables placed in it: a
+variable left out adds no year (the fit is redone without it until every field fits).
 
 - **Model year** of a time step: with time bounds, the year of the bounds' midpoint; otherwise an
   ST (state) variable's year is the year that ends at its stamp (Jan 1 Y+1 and Dec 31 Y are both
-  year Y), any other variable's the year of its stamp (FL fluxes are stamped mid-year).
+  year Y), any other variable's the year of its stamp (FL fluxes are stamped mid-year). The rule
+  lives in fixes/model_years.py, which gives every variable group the same ``year`` and ``time_bnds``.
 - **Same references, no bytes copied**: a field is the per-variable group's `ManifestArray`
   reindexed onto the year axis with VirtualiZarr's lazy alignment (each view chunk is one source
   chunk or missing). A year a variable does not have is a missing chunk, read as the array's
@@ -41,10 +43,10 @@ from zarr.core.group import GroupMetadata
 
 from ismip6_assets.experiments import experiment_attributes
 from ismip6_assets.fixes.grid import EPSG_3031_ATTRS, GRID_MAPPING_NAME
+from ismip6_assets.fixes.model_years import TIME_BOUNDS, YEAR, YEAR_ATTRS, NoModelYears, days_since_2000, step_years, year_bounds
 from ismip6_assets.fixes.time import TARGET_CALENDAR, TARGET_UNITS
 from ismip6_assets.group_writer import RenderedGroup, metadata_document, render_coordinates
 from ismip6_assets.paths import PartitionKey
-from ismip6_assets.variables import variable_type
 
 VIEW_ROOT = "combined"
 SOURCES_ATTR = "ismip6_view_sources"
@@ -54,20 +56,13 @@ TIME_RULE_ATTR = "ismip6_time_rule"
 INLINE_ATTR = "ismip6_view_inline"
 YEARS_ATTR = "ismip6_view_years"  # [first, last], or absent when no variable has time
 VARIABLE_YEARS_ATTR = "ismip6_view_variable_years"  # variable -> [first, last] of the years it has
-YEAR = "year"
 TIME = "time"
-TIME_BOUNDS = "time_bnds"
 TIME_RULE = (
     "time is the ISMIP6 model year Y, stamped Jul 1 of Y with time_bnds [Jan 1 Y, Jan 1 Y+1]. "
     "ST (state) variables: the snapshot that closes Y (a step stamped Jan 1 00:00 of Y+1 or Dec 31 of Y); "
     "FL (flux) variables: the mean over Y (the year of the stamp, or of the midpoint of the time bounds). "
     "The axis is the sorted union of the years of the variables in the view; a year a variable lacks reads as missing."
 )
-_EPOCH = np.datetime64("2000-01-01T00:00:00", "s")
-YEAR_ATTRS = {
-    "long_name": "ISMIP6 model year",
-    "comment": "ST (state) variables: the state at the end of the year; FL (flux) variables: the mean over the year",
-}
 
 
 def view_group(partition: PartitionKey) -> str:
@@ -127,29 +122,17 @@ class ViewPlan:
         return sorted(v for v, p in self.fields.items() if p.manifest is None)
 
 
-def _dates(days) -> np.ndarray:
-    return _EPOCH + np.round(np.asarray(days, dtype="float64") * 86400).astype("timedelta64[s]")
-
-
-def _years_of(dates: np.ndarray) -> np.ndarray:
-    return dates.astype("datetime64[Y]").astype("int64") + 1970
-
-
 def model_years(f: ViewField) -> np.ndarray:
-    """The model year of each time step of `f` (see the module docstring); raises `NotViewable`."""
+    """The model year of each time step of `f` (fixes/model_years.py, the rule every variable group's
+    ``year`` follows too); raises `NotViewable`."""
     if "time" not in f.coords:
         raise NotViewable("has a time dimension but no time coordinate")
     time, attrs = f.coords["time"]
-    if attrs.get("units") != TARGET_UNITS or attrs.get("calendar") != TARGET_CALENDAR:
-        raise NotViewable(f"time left undecoded (units {attrs.get('units', attrs.get('ismip6_source_time_units'))!r})")
-    if not np.all(np.isfinite(time)):
-        raise NotViewable("time has values that are not dates")
     bounds = f.coords.get("bounds")
-    if bounds is not None and bounds[0].shape == (len(time), 2) and np.all(np.isfinite(bounds[0])):
-        return _years_of(_dates(bounds[0].mean(axis=1)))
-    if variable_type(f.variable) == "ST":
-        return _years_of(_dates(time) - np.timedelta64(1, "D"))
-    return _years_of(_dates(time))
+    try:
+        return step_years(f.variable, time, attrs, None if bounds is None else bounds[0])
+    except NoModelYears as exc:
+        raise NotViewable(str(exc)) from None
 
 
 def _grid_key(f: ViewField):
@@ -195,20 +178,27 @@ def plan_view(partition: PartitionKey, fields: list[ViewField], not_viewable: di
         if grids[f.variable] is not None and grids[f.variable] != grid:
             left_out[f.variable] = f"grid {_grid_text(f)} differs from the view's {_grid_text(reference)}"
     usable = [f for f in usable if f.variable not in left_out]
-    all_years = [years_of[f.variable] for f in usable if f.variable in years_of]
-    years = np.unique(np.concatenate(all_years)).astype("int64") if all_years else np.array([], dtype="int64")
-    plan = ViewPlan(partition, years, left_out=left_out, sources=sources)
+    while True:  # the axis holds only the years of fields placed on it: refit without those that do not fit
+        years = _union([years_of[f.variable] for f in usable if f.variable in years_of])
+        placed, misfits = {}, {}
+        for f in usable:
+            try:
+                placed[f.variable] = _place(f, years_of.get(f.variable), years)
+            except NotViewable as exc:
+                misfits[f.variable] = str(exc)
+        if not misfits:
+            break
+        left_out |= misfits
+        usable = [f for f in usable if f.variable not in misfits]
+    plan = ViewPlan(partition, years, fields=placed, left_out=left_out, sources=sources)
     if reference is not None:
         plan.x, plan.y = reference.coords["x"], reference.coords["y"]
-    for f in usable:
-        try:
-            plan.fields[f.variable] = _place(f, years_of.get(f.variable), years)
-        except NotViewable as exc:
-            plan.left_out[f.variable] = str(exc)
-            continue
-        if f.variable in years_of:
-            plan.variable_years[f.variable] = (int(years_of[f.variable].min()), int(years_of[f.variable].max()))
+    plan.variable_years = {v: (int(y.min()), int(y.max())) for v, y in years_of.items() if v in placed}
     return plan
+
+
+def _union(years: list[np.ndarray]) -> np.ndarray:
+    return np.unique(np.concatenate(years)).astype("int64") if years else np.array([], dtype="int64")
 
 
 def _fill_value(f: ViewField, has_missing: bool):
@@ -304,11 +294,6 @@ def view_attributes(plan: ViewPlan) -> dict:
     return attrs
 
 
-def _days_since_2000(years: np.ndarray, month: int) -> np.ndarray:
-    stamps = np.array([f"{int(y):04d}-{month:02d}-01" for y in years], dtype="datetime64[D]")
-    return (stamps - np.datetime64("2000-01-01", "D")).astype("float64")
-
-
 def year_axis(years: np.ndarray) -> dict[str, xr.Variable]:
     """The view's ``time`` (Jul 1 of each model year), its ``time_bnds`` and the integer ``year``.
 
@@ -317,10 +302,9 @@ def year_axis(years: np.ndarray) -> dict[str, xr.Variable]:
     """
     time_attrs = {"units": TARGET_UNITS, "calendar": TARGET_CALENDAR, "standard_name": "time", "axis": "T", "bounds": TIME_BOUNDS,
                   "long_name": "ISMIP6 model year (stamped Jul 1; see ismip6_time_rule)"}
-    bounds = np.stack([_days_since_2000(years, 1), _days_since_2000(years + 1, 1)], axis=1)
     return {
-        TIME: xr.Variable((TIME,), _days_since_2000(years, 7), time_attrs),
-        TIME_BOUNDS: xr.Variable((TIME, "bnds"), bounds, {}),
+        TIME: xr.Variable((TIME,), days_since_2000(years, 7), time_attrs),
+        TIME_BOUNDS: xr.Variable((TIME, "bnds"), year_bounds(years), {}),
         YEAR: xr.Variable((TIME,), years.astype("int32"), YEAR_ATTRS),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,17 @@ def test_catalog_equals_the_store_after_runs_a_deletion_and_a_refresh(demo, inst
     hist = catalog[(catalog["experiment"] == "hist_std") & (catalog["variable"] == "lithk")].iloc[0]
     assert hist["last_year"] == 2014 and hist["format"] == "netcdf3"  # the historical run ends where projections start
 
+    # Each row carries its experiment's ISMIP6 protocol (ismip6-experiments.csv); empty where the protocol has none.
+    protocol = ["experiment_kind", "scenario", "aogcm", "ocean_melt", "control_experiment", "tier"]
+    by_experiment = catalog.drop_duplicates("experiment").set_index("experiment")[protocol].astype(object)
+    by_experiment = by_experiment.where(by_experiment.notna(), None)
+    assert by_experiment.loc["exp05"].tolist() == ["projection", "RCP 8.5", "NorESM1-M", "standard", "ctrl_proj_std", 1]
+    assert by_experiment.loc["expA1"].tolist() == ["projection", "RCP 8.5", "HadGEM2-ES", "open", "ctrl_proj_open", 2]
+    assert by_experiment.loc["ctrl_proj_std"].tolist() == ["control", None, None, "standard", None, 1]
+    assert by_experiment.loc["hist_std"].tolist() == ["historical", None, None, "standard", None, 1]
+    assert (catalog.groupby("experiment")[protocol].nunique(dropna=False) == 1).all().all()  # one protocol a partition
+    assert catalog["tier"].dtype == "Int64"
+
     # A deletion and a rewritten file, then `ismip6 run`'s refresh.
     (archive_dir / "Projection-AIS/DOE/MALI/expA1/orog_AIS_DOE_MALI_expA1.nc").unlink()
     rewritten = archive_dir / "Projection-AIS/AWI/PISM1/exp05/acabf_AIS_AWI_PISM1_exp05.nc"
@@ -106,18 +118,50 @@ def test_catalog_equals_the_store_after_runs_a_deletion_and_a_refresh(demo, inst
         open_plain_repo(store_dir, archive_dir), "AWI_PISM1/exp05/acabf").attrs["ismip6_source_fingerprint"]
 
 
-def test_the_stac_collection_validates_and_each_item_opens_its_view(demo_read_only):
+@pytest.fixture
+def offline_stac_validator():
+    """pystac's validator with the xarray-assets schema it would fetch, from tests/support (no network here)."""
+    from pystac.extensions.xarray_assets import SCHEMA_URI
+    from pystac.validation import JsonSchemaSTACValidator, RegisteredValidator, set_validator
+
+    validator = JsonSchemaSTACValidator()
+    validator.schema_cache[SCHEMA_URI] = json.loads((Path(__file__).parent / "support" / "xarray_assets_schema.json").read_text())
+    previous = RegisteredValidator._validator
+    set_validator(validator)
+    yield validator
+    RegisteredValidator._validator = previous
+
+
+def test_the_stac_collection_validates_and_each_item_opens_its_view(demo_read_only, offline_stac_validator):
+    import icechunk
+    from pystac.extensions.xarray_assets import XarrayAssetsExtension
+
     archive, archive_dir, store_dir = demo_read_only
     collection = pystac.Collection.from_file(str(store_dir / "catalog" / "stac" / "collection.json"))
     items = list(collection.get_items())
-    assert collection.validate_all() == len(items) == 7  # offline: pystac's bundled schemas and jsonschema
+    assert collection.validate_all() == len(items) == 7  # offline: pystac's bundled schemas, the stand-in above and jsonschema
     item = collection.get_item("AWI_PISM1-exp05")
     assert item.properties["ismip6:experiment"] == "exp05" and item.properties["ismip6:experiment_kind"] == "projection"
     assert "ismip6:scenario" in item.properties and "lithk" in item.properties["ismip6:variables"]
+    # Every extension whose fields an Item uses is declared, and validated through its schema.
+    for each in items:
+        assert each.stac_extensions == [XarrayAssetsExtension.get_schema_uri()] and XarrayAssetsExtension.has_extension(each)
     asset = item.assets["view"]
     assert asset.media_type == pystac.MediaType.VND_ZARR and asset.roles == ["data"]
-    view = xr.open_zarr(open_plain_repo(store_dir, archive_dir).readonly_session("main").store, **asset.extra_fields["xarray:open_kwargs"])
+    # The asset names the one prefix to authorize, and a reader that authorizes only that reads the view.
+    prefixes = [c["url_prefix"] for c in asset.extra_fields["icechunk:virtual_chunk_containers"]]
+    assert prefixes == ["file://" + str(archive_dir.resolve()) + "/"] and prefixes[0] in asset.description
+    repo = icechunk.Repository.open(
+        icechunk.local_filesystem_storage(str(store_dir)),
+        authorize_virtual_chunk_access=icechunk.containers_credentials({prefixes[0]: icechunk.credentials.LocalFileSystemAccess}),
+    )
+    view = xr.open_zarr(repo.readonly_session("main").store, **XarrayAssetsExtension.ext(asset).open_kwargs)
     assert {"lithk", "orog", "acabf", "lim"} <= set(view.data_vars)
+    assert float(view.lithk.isel(time=0).mean()) > 0  # its chunks read through the authorized prefix
+
+    undeclared = item.to_dict(include_self_link=False) | {"stac_extensions": []}
+    with pytest.raises(pystac.STACValidationError):  # xarray:open_kwargs without its extension declared
+        pystac.validation.validate_dict(undeclared, extensions=[XarrayAssetsExtension.get_schema_uri()])
 
 
 def test_readme_answers_which_models_ran_exp05_with_lithk_in_one_call(demo_read_only):

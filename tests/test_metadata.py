@@ -68,10 +68,11 @@ def test_file_index_table_carries_variable_size_and_fingerprint_and_virtual_data
 def test_virtual_dataset_metadata_counts_chunk_refs_and_loaded_coordinates(archive, instance):
     metadata = materialize(archive, instance, KEY)["virtual_dataset"]
     records = {r.data["variable"]: r.data for r in metadata["files"].records}
-    # The grid mapping (a scalar written by fixes/cf.py) is stored inline with the coordinates.
-    assert set(records["lithk"]["loaded_coordinates"].split(", ")) == {"x", "y", "time", "polar_stereographic"}
-    assert records["lim"]["loaded_coordinates"] == "time"
-    assert metadata["loaded_coordinates"].value == 3 * 4 + 1
+    # The grid mapping (a scalar written by fixes/cf.py) and the model years (fixes/model_years.py)
+    # are stored inline with the coordinates.
+    assert set(records["lithk"]["loaded_coordinates"].split(", ")) == {"x", "y", "time", "year", "time_bnds", "polar_stereographic"}
+    assert set(records["lim"]["loaded_coordinates"].split(", ")) == {"time", "year", "time_bnds"}
+    assert metadata["loaded_coordinates"].value == 3 * 6 + 3
     assert metadata["chunk_refs"].value == sum(r["chunk_refs"] for r in records.values()) > 0
 
 

@@ -377,3 +377,88 @@ def test_the_axis_is_the_union_of_the_variables_years_with_no_other_years(tmp_pa
     assert_matches_source(view, _path(archive, key, "lithk"), "lithk", [2015, 2016])
     assert_matches_source(view, _path(archive, key, "acabf"), "acabf", [2020])
     assert view.attrs["ismip6_left_out"] == {}
+
+
+def open_variable_group(store: Path, archive: Path, key: PartitionKey, variable: str) -> xr.Dataset:
+    repo = open_plain_repo(store, archive)
+    return xr.open_zarr(repo.readonly_session("main").store, group=key.variable_group(variable), consolidated=False)
+
+
+TIMED_CASES = [c for c in ALL_CASES if c[2] is not None]
+
+
+@pytest.mark.parametrize("variable, key, time, years, options", TIMED_CASES, ids=[f"{c[1].model}-{c[0]}" for c in TIMED_CASES])
+def test_a_groups_year_is_the_views_year_for_the_same_step(built, variable, key, time, years, options):
+    """`sel(year=Y)` picks the same step in a variable group as in the view; `time` stays the file's stamp."""
+    archive, store = built
+    group, view = open_variable_group(store, archive, key, variable), open_view(store, archive, key)
+    assert group["year"].values.tolist() == years  # written down above from the convention
+    assert group["time"].attrs.get("bounds") == "time_bnds" and group["year"].dims == ("time",)
+    # The raw stamp: 365_day days since 2015-01-01, kept as the file has it (decoded to a date).
+    assert [(t.year, t.month, t.day) for t in pd_dates(group["time"].values)] == [stamp_of(days) for days in time]
+    by_year = group.swap_dims(time="year")
+    np.testing.assert_array_equal(by_year["time_bnds"].values, view.swap_dims(time="year")["time_bnds"].sel(year=years).values)
+    if variable not in view.attrs["ismip6_view_variables"]:
+        return
+    view_by_year = view.swap_dims(time="year")
+    for year in years:
+        np.testing.assert_array_equal(by_year[variable].sel(year=year).values, view_by_year[variable].sel(year=year).values)
+
+
+def pd_dates(values):
+    import pandas as pd
+
+    return [pd.Timestamp(v) for v in values]
+
+
+def stamp_of(days: float) -> tuple[int, int, int]:
+    """(Y, M, D) of `days` since 2015-01-01 on the 365_day calendar."""
+    year, day = 2015 + int(days // 365), int(days % 365)
+    month_lengths = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    month = 0
+    while day >= month_lengths[month]:
+        day -= month_lengths[month]
+        month += 1
+    return year, month + 1, day + 1
+
+
+def test_a_left_out_variable_adds_no_year_to_the_axis_and_keeps_its_own_years_in_the_catalog(tmp_path):
+    """lithk 2015-2016 fits; xvelmean's 2-step chunks start a year in (2016-2019) and are left out: the
+    axis is lithk's 2015-2016, not 2015-2019 (four years on which every field would read NaN), and
+    the catalog still says xvelmean covers 2016-2019."""
+    from ismip6_assets.catalog import build_catalog
+
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    key = PartitionKey("UTAS", "ElmerIce", "ctrl_proj_open")
+    write_case(_path(archive, key, "lithk"), "lithk", [365, 730], {})
+    write_case(_path(archive, key, "xvelmean"), "xvelmean", [730, 1095, 1460, 1825], {"chunk": 2})
+    commit_archive(archive, store)
+    view = open_view(store, archive, key)
+    assert list(view.attrs["ismip6_left_out"]) == ["xvelmean"] and view.attrs["ismip6_view_variables"] == ["lithk"]
+    assert view["year"].values.tolist() == [2015, 2016] and view.attrs["ismip6_view_years"] == [2015, 2016]
+    assert_matches_source(view, _path(archive, key, "lithk"), "lithk", [2015, 2016])
+
+    store_location, source = parse_location(str(store), "store"), parse_location(str(archive), "source")
+    catalog, _snapshot, _reread = build_catalog(open_repository(store_location, source), store_location)
+    rows = catalog.set_index("variable")[["first_year", "last_year", "view"]].astype(object)
+    rows = rows.where(rows.notna(), None)
+    assert rows.loc["xvelmean"].tolist() == [2016, 2019, None]
+    assert rows.loc["lithk"].tolist() == [2015, 2016, view_group(key)]
+
+
+def test_a_series_whose_inline_copy_cannot_be_read_adds_no_year_either(tmp_path):
+    """lim (2016-2018, one chunk starting a year in: stored inline) is deleted between its
+    virtualization and the commit, so its values cannot be read: it is left out, and the axis is lithk's."""
+    archive, store = tmp_path / "archive", tmp_path / "store"
+    key = PartitionKey("UTAS", "ElmerIce", "exp05")
+    write_case(_path(archive, key, "lithk"), "lithk", [365, 730], {})
+    write_case(_path(archive, key, "lim"), "lim", [730, 1095, 1460], {"scalar": True})
+    source = parse_location(str(archive), "source")
+    repo = open_repository(parse_location(str(store), "store"), source)
+    rows = list_archive(source).for_partition(str(key))
+    result = virtualize_rows(rows.to_dict("records"), source)
+    _path(archive, key, "lim").unlink()
+    commit_partition(repo, key, result.files, [], [])
+    view = open_view(store, archive, key)
+    assert view["year"].values.tolist() == [2015, 2016] and view.attrs["ismip6_view_variables"] == ["lithk"]
+    assert view.attrs["ismip6_left_out"]["lim"].startswith("its values could not be read for the inline copy")

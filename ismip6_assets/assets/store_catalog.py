@@ -25,12 +25,14 @@ def store_catalog(context: dg.AssetExecutionContext, archive: ArchiveResource) -
     (every backfill the sensor and ``ismip6 run`` launch selects it) from the experiment groups
     changed since the catalog's snapshot.
     """
-    frame, snapshot, reread = build_catalog(archive.repository(), archive.store)
+    repo = archive.repository()
+    frame, snapshot, reread = build_catalog(repo, archive.store)
     if reread is None:  # already at the head: nothing written
         parquet_url, stac_url = catalog_path(archive.store).url, stac_dir(archive.store).join("collection.json").url
     else:
         parquet_url = write_catalog(archive.store, frame, snapshot)
-        stac_url = write_collection(archive.store, build_collection(frame, archive.store.url), reread)
+        prefixes = sorted(repo.config.virtual_chunk_containers or {})  # what a reader must authorize
+        stac_url = write_collection(archive.store, build_collection(frame, archive.store.url, prefixes), reread)
     reread = reread or set()
     context.log.info(f"catalog at {snapshot}: {len(frame)} groups, {len(reread)} partitions re-read")
     grid = availability(frame)

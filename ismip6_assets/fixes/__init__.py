@@ -5,7 +5,8 @@ its work in ``__call__(ds, report) -> ds``, and notes what it changed in the `Fi
 in `default_fixes` matters: the encodings cftime cannot read (`time_encodings`) are rewritten before
 `NormalizeTime` decodes, km become metres before the grid fix judges x/y; the grid fix renames dims before the chunk split and the sentinel read,
 and the sentinel read comes after the split so that it fetches one time step, not a whole file; the
-CF metadata comes after the grid fix, which is what gives every grid its (y, x) dims.
+CF metadata comes after the grid fix, which is what gives every grid its (y, x) dims; the model
+years (``year``, ``time_bnds``) come last, from the decoded time and its bounds.
 """
 
 from __future__ import annotations
@@ -61,12 +62,13 @@ def default_fixes() -> list[Fix]:
     from ismip6_assets.fixes.grid import StandardGrid
     from ismip6_assets.fixes.grid_units import KilometreGrid
     from ismip6_assets.fixes.metadata import SentinelValue, VariableType
+    from ismip6_assets.fixes.model_years import ModelYears
     from ismip6_assets.fixes.time import NormalizeTime
     from ismip6_assets.fixes.time_encodings import FloatYears, PackedDayOffsets, YearsSince
 
     return [
         *(PackedDayOffsets(), FloatYears(), YearsSince(), NormalizeTime()),
-        *(KilometreGrid(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue()),
+        *(KilometreGrid(), StandardGrid(), SplitContiguousTime(), VariableType(), CFMetadata(), SentinelValue(), ModelYears()),
     ]
 
 

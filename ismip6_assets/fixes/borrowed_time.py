@@ -75,6 +75,11 @@ def with_borrowed_time(ds: xr.Dataset, lender: xr.Dataset, lender_url: str, reas
         ds[bounds].encoding = {}
     elif bounds:
         del ds[TIME].attrs["bounds"]
+    for name in ("year", "ismip6_model_years"):  # the model years the lender's time gives (fixes/model_years.py)
+        if name in lender.coords:
+            ds = ds.assign_coords({name: (own.dims[0], np.asarray(lender[name].values), dict(lender[name].attrs))})
+    if "ismip6_model_years" in lender.attrs:
+        ds.attrs["ismip6_model_years"] = lender.attrs["ismip6_model_years"]
     ds.attrs[BORROWED_FROM_ATTR] = lender_url
     ds.attrs[BORROWED_BECAUSE_ATTR] = reason
     return ds
