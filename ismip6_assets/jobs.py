@@ -21,7 +21,7 @@ materialize_partition_job = dg.define_asset_job(
 # The catalog after commits: launched by `ismip6 run` when it committed, and by the eager automation.
 refresh_catalog_job = dg.define_asset_job(
     "refresh_catalog",
-    selection=dg.AssetSelection.assets("store_catalog"),
+    selection=dg.AssetSelection.assets("store_catalog", "sea_level"),
     description="Bring {STORE}/catalog (parquet and STAC) to the store's head.",
     executor_def=dg.in_process_executor,
 )

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import icechunk
@@ -202,11 +204,15 @@ def _stored_ensembles(session: icechunk.Session) -> set[str]:
     return set(group.group_keys())
 
 
-def refresh_sea_level(repo: icechunk.Repository, store: Location, scheduler=None) -> SeaLevelRefresh:
+def refresh_sea_level(
+    repo: icechunk.Repository, store: Location, scheduler=None, lock: Callable[[], AbstractContextManager] = nullcontext
+) -> SeaLevelRefresh:
     """Bring the table and the ensembles to the store's head; recompute only what changed.
 
-    The ensembles are written in one commit on the branch (rebased onto concurrent partition
-    commits: their paths are disjoint), then the table, which records the commit it matches.
+    The ensembles are built first, then written in one commit on the branch, its session opened
+    under `lock` (the store's `writer_lock`: local storage loses concurrent commits) and rebased
+    onto other machines' commits (the paths are disjoint); then the table, which records that commit.
+    `scheduler`: Dask's, for reading the fields (None: its threads).
     """
     head = repo.lookup_branch(BRANCH)
     previous, saved = read_table(store)
@@ -229,17 +235,17 @@ def refresh_sea_level(repo: icechunk.Repository, store: Location, scheduler=None
     if write or remove:
         from ismip6_assets.sea_level_ensemble import ensemble_dataset
 
-        writable = repo.writable_session(BRANCH)
-        root = zarr.open_group(writable.store, mode="a", zarr_format=3)
-        for experiment in remove:
-            del root[ensemble_group(experiment)]
-        for experiment in write:
-            ensemble_dataset(experiment, table, volumes, session).to_zarr(
-                writable.store, group=ensemble_group(experiment), mode="w", zarr_format=3, consolidated=False
-            )
-        if writable.has_uncommitted_changes:
-            message = f"Sea level: ensembles of {', '.join(write) or 'none'}" + (f"; removed {', '.join(remove)}" if remove else "")
-            snapshot = writable.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)
+        ensembles = {experiment: ensemble_dataset(experiment, table, volumes, session) for experiment in write}
+        with lock():
+            writable = repo.writable_session(BRANCH)
+            root = zarr.open_group(writable.store, mode="a", zarr_format=3)
+            for experiment in remove:
+                del root[ensemble_group(experiment)]
+            for experiment, dataset in ensembles.items():
+                dataset.to_zarr(writable.store, group=ensemble_group(experiment), mode="w", zarr_format=3, consolidated=False)
+            if writable.has_uncommitted_changes:
+                message = f"Sea level: ensembles of {', '.join(write) or 'none'}" + (f"; removed {', '.join(remove)}" if remove else "")
+                snapshot = writable.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)
     entries = {k: {"volume_key": v.volume_key, "view_key": v.view_key, "reason": v.reason} for k, v in volumes.items()}
     url = write_table(store, table, {"snapshot": snapshot, "input_snapshot": head, "partitions": entries, "left_out": left_out, "method_version": METHOD_VERSION})
     return SeaLevelRefresh(
