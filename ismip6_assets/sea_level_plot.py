@@ -64,6 +64,7 @@ def sea_level_png(table: pd.DataFrame, experiment: str, width: int = 640, height
         draw.text((x, height - bottom + 6), f"{tick:.0f}", fill="black", font=font, anchor="ma")
     draw.line([px(x0, 0.0), px(x1, 0.0)], fill=(150, 150, 150))
     draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    draw.line([px(y, v) for y, v in median.items()], fill="black", width=4)  # under the models: one model still shows
     for i, name in enumerate(series.columns):
         color = _rgb(COLORS[i % len(COLORS)])
         values = series[name].dropna()
@@ -72,7 +73,6 @@ def sea_level_png(table: pd.DataFrame, experiment: str, width: int = 640, height
             draw.line(points, fill=color, width=2)
         draw.line([(width - right + 8, top + 8 + 14 * i), (width - right + 24, top + 8 + 14 * i)], fill=color, width=2)
         draw.text((width - right + 28, top + 8 + 14 * i), name, fill="black", font=font, anchor="lm")
-    draw.line([px(y, v) for y, v in median.items()], fill="black", width=3)
     legend_y = top + 8 + 14 * len(series.columns)
     draw.line([(width - right + 8, legend_y), (width - right + 24, legend_y)], fill="black", width=3)
     draw.text((width - right + 28, legend_y), "ensemble median", fill="black", font=font, anchor="lm")
