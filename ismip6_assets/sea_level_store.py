@@ -39,6 +39,7 @@ from ismip6_assets.store_state import PartitionState, load_store_state
 from ismip6_assets.views import view_group
 
 ENSEMBLE_ROOT = "derived/ensemble"
+TABLE_RELPATH = "derived/sea_level.parquet"
 COLUMNS = ["institution", "model", "experiment", "control_experiment", "year", "time", "ivaf_m3", "ivaf_control_m3", "sle_mm", "rho_ice", "rho_ocean"]
 STATE_KEY = b"ismip6_sea_level"  # parquet schema metadata: what the table was computed from
 LEFT_OUT_ATTR = "ismip6_left_out"
@@ -46,7 +47,7 @@ METHOD_ATTR = "ismip6_sea_level_method"
 
 
 def table_path(store: Location) -> Location:
-    return store.join("derived", "sea_level.parquet")
+    return store.join(TABLE_RELPATH)
 
 
 def ensemble_group(experiment: str) -> str:

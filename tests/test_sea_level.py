@@ -96,6 +96,19 @@ def test_the_ensemble_opens_with_plain_xarray(built):
     assert sorted(refresh.ensembles_written) == ["ctrl_proj_open", "ctrl_proj_std", "exp05"]
 
 
+def test_the_stac_collection_names_the_table_and_each_items_ensemble(built):
+    from ismip6_assets.catalog import build_catalog
+    from ismip6_assets.stac import build_collection
+
+    archive, store, _ = built
+    location = parse_location(str(store), "store")
+    frame, _, _ = build_catalog(open_repository(location, parse_location(str(archive), "source")), location)
+    collection = build_collection(frame, location.url)
+    assert collection.assets["sea_level"].href == location.url + "/derived/sea_level.parquet"
+    ensemble = collection.get_item("JPL1_ISSM-exp05").assets["sea_level_ensemble"]
+    assert ensemble.extra_fields["xarray:open_kwargs"]["group"] == ensemble_group("exp05") == "derived/ensemble/exp05"
+
+
 def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_recomputed(built):
     """Runs last: it changes the module's archive and store."""
     archive, store, first = built
