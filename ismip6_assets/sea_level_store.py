@@ -37,6 +37,7 @@ from ismip6_assets.sea_level import FIELDS, METHOD, METHOD_VERSION, SCALARS, Mis
 from ismip6_assets.store import BRANCH
 from ismip6_assets.store_state import PartitionState, load_store_state
 from ismip6_assets.views import view_group
+from ismip6_assets.virtualize import one_line
 
 ENSEMBLE_ROOT = "derived/ensemble"
 TABLE_RELPATH = "derived/sea_level.parquet"
@@ -77,6 +78,7 @@ class PartitionVolume:
     ivaf: pd.Series | None  # by model year; None: left out
     reason: str | None = None
     recomputed: bool = False
+    transient: bool = False  # the reason is a failed read, not the data: tried again next refresh
 
 
 @dataclass
@@ -145,14 +147,19 @@ def partition_volume(session: icechunk.Session, partition: PartitionKey, state: 
         volume.ivaf = ivaf
     except MissingFields as exc:
         volume.reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves this partition out, not the refresh
+        volume.reason, volume.transient = f"its fields could not be read through the store: {one_line(exc)}", True
     return volume
 
 
-def _cached_volume(partition: PartitionKey, state: PartitionState, previous: pd.DataFrame, saved: dict) -> PartitionVolume | None:
+def _cached_volume(partition: PartitionKey, state: PartitionState, previous: dict, saved: dict) -> PartitionVolume | None:
+    """The saved volumes of `partition` when they were computed from what the store holds now.
+
+    `previous`: the saved table's rows by (institution, model, experiment)."""
     entry = saved.get("partitions", {}).get(str(partition))
-    if entry is None or entry.get("volume_key") != volume_key(partition, state):
+    if entry is None or entry.get("volume_key") != volume_key(partition, state) or entry.get("transient"):
         return None
-    rows = previous[(previous.institution == partition.institution) & (previous.model == partition.model) & (previous.experiment == partition.experiment)]
+    rows = previous.get((partition.institution, partition.model, partition.experiment), empty_table())
     ivaf = pd.Series(rows["ivaf_m3"].to_numpy(), index=pd.Index(rows["year"].to_numpy(), name="year"), name="ivaf_m3") if len(rows) else None
     if ivaf is None and entry.get("reason") is None:
         return None
@@ -222,6 +229,7 @@ def refresh_sea_level(
     states = {str(k): (k, s) for k, s in load_store_state(repo, store).by_path.values()}
     session = repo.readonly_session(snapshot_id=head)
     volumes: dict[str, PartitionVolume] = {}
+    previous = {key: rows for key, rows in previous.groupby(["institution", "model", "experiment"])}
     for key, (partition, state) in sorted(states.items()):
         volumes[key] = _cached_volume(partition, state, previous, saved) or partition_volume(session, partition, state, scheduler)
     table, left_out = sea_level_rows(volumes)
@@ -247,7 +255,7 @@ def refresh_sea_level(
             if writable.has_uncommitted_changes:
                 message = f"Sea level: ensembles of {', '.join(write) or 'none'}" + (f"; removed {', '.join(remove)}" if remove else "")
                 snapshot = writable.commit(message, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)
-    entries = {k: {"volume_key": v.volume_key, "view_key": v.view_key, "reason": v.reason} for k, v in volumes.items()}
+    entries = {k: {"volume_key": v.volume_key, "view_key": v.view_key, "reason": v.reason, "transient": v.transient} for k, v in volumes.items()}
     url = write_table(store, table, {"snapshot": snapshot, "input_snapshot": head, "partitions": entries, "left_out": left_out, "method_version": METHOD_VERSION})
     return SeaLevelRefresh(
         table, url, snapshot, left_out, recomputed=sorted(k for k, v in volumes.items() if v.recomputed),

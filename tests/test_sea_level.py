@@ -131,3 +131,21 @@ def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_
     assert table_path(location).url.endswith("/derived/sea_level.parquet")
     ds = xr.open_zarr(open_plain_repo(store, archive).readonly_session("main").store, group=ensemble_group("ctrl_proj_std"), consolidated=False)
     assert "NCAR_CISM" in ds.attrs["ismip6_left_out"]
+
+
+def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
+    """Runs last: it deletes a source file behind the store's back. The refresh goes on, and the
+    reason is not cached: the next refresh tries the partition again."""
+    from ismip6_assets.sea_level_store import _cached_volume, partition_volume
+    from ismip6_assets.store_state import read_partition_state
+    from ismip6_assets.paths import PartitionKey
+
+    archive, store, _ = built
+    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
+    key = PartitionKey("JPL1", "ISSM", "ctrl_proj_open")
+    (archive / "Projection-AIS/JPL1/ISSM/ctrl_proj_open/lithk_AIS_JPL1_ISSM_ctrl_proj_open.nc").unlink()
+    volume = partition_volume(repo.readonly_session("main"), key, read_partition_state(repo, key))
+    assert volume.ivaf is None and volume.transient
+    assert volume.reason.startswith("its fields could not be read through the store: ") and "\n" not in volume.reason
+    saved = {"partitions": {str(key): {"volume_key": volume.volume_key, "view_key": volume.view_key, "reason": volume.reason, "transient": True}}}
+    assert _cached_volume(key, read_partition_state(repo, key), {}, saved) is None  # read again next time
