@@ -10,8 +10,6 @@ No Dagster here.
 
 from __future__ import annotations
 
-import json
-
 import icechunk
 import numpy as np
 import pandas as pd
@@ -44,9 +42,14 @@ IVAF_ATTRS = {"units": "m3", "long_name": "ice volume above floatation (grounded
 SLE_ATTRS = {"units": "mm", "long_name": "sea-level contribution relative to the control run, positive = rise"}
 
 
-def ensemble_dataset(experiment: str, table: pd.DataFrame, volumes: dict[str, PartitionVolume], session: icechunk.Session) -> xr.Dataset:
+def ensemble_dataset(
+    experiment: str, table: pd.DataFrame, volumes: dict[str, PartitionVolume], left_out: dict[str, str], session: icechunk.Session
+) -> xr.Dataset:
     """The experiment's models (``INST_MODEL``) x model years: ``sle_mm``, ``ivaf``, ``ivaf_control``
-    and every ISMIP6 scalar series their views hold, inline values with units and the method."""
+    and every ISMIP6 scalar series their views hold, inline values with units and the method.
+
+    `left_out`: partition key -> why it has no volume or no sea level (`sea_level_store.sea_level_rows`);
+    the group's ``ismip6_left_out`` attribute maps each such model to its reason."""
     partitions = sorted(v.partition for v in volumes.values() if v.partition.experiment == experiment)
     rows = table[table.experiment == experiment]
     scalars = {str(p): _scalars(session, p) for p in partitions}
@@ -78,12 +81,12 @@ def ensemble_dataset(experiment: str, table: pd.DataFrame, volumes: dict[str, Pa
             attrs[name] = next(iter(found.values()))[1]
             data[name] = (("model", "time"), grid(lambda p: found[str(p)][0] if str(p) in found else None), attrs[name])
     rho = np.array([densities(m) for m in models]).reshape(len(models), 2)
-    coords = {k: v for k, v in year_axis(years).items()}
+    coords = dict(year_axis(years))
     coords |= {"model": ("model", np.array(models, dtype=str)), "institution": ("model", np.array([p.institution for p in partitions], dtype=str)),
                "rho_ice": ("model", rho[:, 0], {"units": "kg m-3", "long_name": "ice density the model used"}),
                "rho_ocean": ("model", rho[:, 1], {"units": "kg m-3", "long_name": "ocean water density the model used"})}
-    left_out = {v.partition.model_group: v.reason for v in volumes.values() if v.partition.experiment == experiment and v.reason}
+    reasons = {p.model_group: left_out[str(p)] for p in partitions if str(p) in left_out}
     ds_attrs = {"title": f"ISMIP6 Antarctic ice sheet: sea-level contribution of {experiment}, every model on ISMIP6 model years",
-                "experiment": experiment, METHOD_ATTR: METHOD, LEFT_OUT_ATTR: json.dumps(left_out, sort_keys=True),
+                "experiment": experiment, METHOD_ATTR: METHOD, LEFT_OUT_ATTR: dict(sorted(reasons.items())),
                 "Conventions": "CF-1.8"} | experiment_attributes(experiment)
     return xr.Dataset(data, coords=coords, attrs=ds_attrs)

@@ -244,7 +244,7 @@ def refresh_sea_level(
     if write or remove:
         from ismip6_assets.sea_level_ensemble import ensemble_dataset
 
-        ensembles = {experiment: ensemble_dataset(experiment, table, volumes, session) for experiment in write}
+        ensembles = {experiment: ensemble_dataset(experiment, table, volumes, left_out, session) for experiment in write}
         with lock():
             writable = repo.writable_session(BRANCH)
             root = zarr.open_group(writable.store, mode="a", zarr_format=3)

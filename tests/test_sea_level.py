@@ -130,7 +130,9 @@ def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_
     assert rows(after.table, "JPL1", "exp05").equals(rows(first.table, "JPL1", "exp05"))
     assert table_path(location).url.endswith("/derived/sea_level.parquet")
     ds = xr.open_zarr(open_plain_repo(store, archive).readonly_session("main").store, group=ensemble_group("ctrl_proj_std"), consolidated=False)
-    assert "NCAR_CISM" in ds.attrs["ismip6_left_out"]
+    assert ds.attrs["ismip6_left_out"] == {"NCAR_CISM": "no sftgrf"}
+    ds = xr.open_zarr(open_plain_repo(store, archive).readonly_session("main").store, group=ensemble_group("exp05"), consolidated=False)
+    assert ds.attrs["ismip6_left_out"] == {"NCAR_CISM": "no sea level: its control ctrl_proj_std has no volume: no sftgrf"}
 
 
 def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
