@@ -1,8 +1,8 @@
 """An archive whose 2-D fields give Seroussi et al. (2020)'s recomputed JPL1_ISSM exp05 volumes.
 
-``../shared/ismip6-real/`` holds the recomputed ice volume above floatation of JPL1_ISSM exp05 and
-its difference from ctrl_proj_std, labelled 2016 ... 2100 (end-of-year snapshots, stamped Jan 1 of
-the label: model years 2015 ... 2099). Here thickness is a dome scaled per year so that the ISMIP6
+``tests/reference/ismip6-real/`` (its README says where from) holds the recomputed ice volume above
+floatation of JPL1_ISSM exp05 and its difference from ctrl_proj_std, labelled 2016 ... 2100
+(end-of-year snapshots, stamped Jan 1 of the label: model years 2015 ... 2099). Here thickness is a dome scaled per year so that the ISMIP6
 formula, with the model's own densities and the EPSG:3031 area factor computed here with pyproj
 directly, gives exactly those volumes; everything the formula must *not* count is there too, each
 large enough to move the answer past the tolerance if counted:
@@ -29,7 +29,7 @@ import xarray as xr
 
 from ismip6_assets.sample_archive import grid, write_netcdf
 
-REAL = Path("/work/shared/ismip6-real")
+REAL = Path(__file__).resolve().parent / "reference" / "ismip6-real"
 EXP_FILE = REAL / "computed_ivaf_AIS_JPL1_ISSM_exp05.nc"
 MINUS_CTRL_FILE = REAL / "computed_ivaf_minus_ctrl_proj_AIS_JPL1_ISSM_exp05.nc"
 N = 41  # grid points a side: 152 km cells over the standard extent (the files stay small)
