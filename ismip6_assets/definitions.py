@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from ismip6_assets.assets import file_index, icechunk_commit, store_catalog, virtual_dataset
+from ismip6_assets.assets import file_index, icechunk_commit, sea_level, store_catalog, virtual_dataset
 from ismip6_assets.checks import reconciliation
 from ismip6_assets.io_managers import StorePickleIOManager
 from ismip6_assets.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
@@ -20,7 +20,7 @@ def build_resources(archive: ArchiveResource) -> dict:
 
 
 ASSETS = [file_index, virtual_dataset, icechunk_commit]  # partitioned, one run per model/experiment
-CATALOG_ASSETS = [store_catalog]  # unpartitioned, downstream of every partition's commit
+CATALOG_ASSETS = [store_catalog, sea_level]  # unpartitioned, downstream of every partition's commit
 CHECKS = [reconciliation]
 
 

@@ -16,11 +16,12 @@ materialize_partition_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-# The catalog after commits: launched by `ismip6 run` when it committed, and by the eager automation.
+# The catalog and the sea-level products of the store's head, on their own (a backfill selects them
+# after its commits; this job is for the UI's launchpad and for in-process runs).
 refresh_catalog_job = dg.define_asset_job(
     "refresh_catalog",
-    selection=dg.AssetSelection.assets("store_catalog"),
-    description="Bring {STORE}/catalog (parquet and STAC) to the store's head.",
+    selection=dg.AssetSelection.assets("store_catalog", "sea_level"),
+    description="Bring {STORE}/catalog (parquet and STAC) and the sea-level products to the store's head.",
     executor_def=dg.in_process_executor,
 )
 

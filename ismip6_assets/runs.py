@@ -42,7 +42,7 @@ from ismip6_assets.settings import process_environment
 from ismip6_assets.store_state import read_store_state
 
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")
-BACKFILL_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit", "store_catalog")]
+BACKFILL_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level")]
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 POLL_SECONDS = 0.5
 # The instance `ismip6 run` uses when DAGSTER_HOME is unset: the one-machine configuration of

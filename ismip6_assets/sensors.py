@@ -20,7 +20,8 @@ from ismip6_assets.store_state import read_store_state
 # What a backfill the sensor requests covers: every partitioned asset of the partitions the store is
 # behind on, and the catalog once after them.
 PARTITIONED_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit")]
-CATALOG_ASSET = dg.AssetKey("store_catalog")
+# Unpartitioned, after the commits: the catalog and the sea-level products.
+DERIVED_ASSETS = {dg.AssetKey("store_catalog"), dg.AssetKey("sea_level")}
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")
 REQUEST_TAG = "ismip6/sensor_request"
 
@@ -51,7 +52,7 @@ def backfill_request(keys: list[str], request: str) -> dg.RunRequest:
     """One backfill of `keys` and the catalog: the backfill policy batches them into runs."""
     subset = model_experiment_partitions_def.subset_with_partition_keys(keys)
     graph_subset = AssetGraphSubset(
-        partitions_subsets_by_asset_key={key: subset for key in PARTITIONED_ASSETS}, non_partitioned_asset_keys={CATALOG_ASSET}
+        partitions_subsets_by_asset_key={key: subset for key in PARTITIONED_ASSETS}, non_partitioned_asset_keys=DERIVED_ASSETS
     )
     return dg.RunRequest.for_asset_graph_subset(graph_subset, tags={"ismip6/launched_by": "archive_sensor", REQUEST_TAG: request})
 

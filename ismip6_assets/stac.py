@@ -23,6 +23,7 @@ from pystac.extensions.xarray_assets import XarrayAssetsExtension
 from ismip6_assets.experiments import experiment_attributes
 from ismip6_assets.locations import Location
 from ismip6_assets.paths import PartitionKey
+from ismip6_assets.sea_level_store import TABLE_RELPATH, ensemble_group
 from ismip6_assets.store import BRANCH
 
 COLLECTION_ID = "ismip6-projection-ais"
@@ -77,6 +78,15 @@ def partition_item(
     )
     item.add_asset("view", asset)
     XarrayAssetsExtension.ext(asset, add_if_missing=True).open_kwargs = {"group": group, "consolidated": False}
+    ensemble = ensemble_group(partition.experiment)  # written by the sea_level asset (inline: no virtual chunks)
+    ensemble_asset = pystac.Asset(
+        href=store_url, media_type=pystac.MediaType.VND_ZARR, roles=["data"],
+        title=f"{partition.experiment}: sea-level contribution and ISMIP6 scalars of every model, on model years",
+        description=f"Icechunk repository (branch {BRANCH!r}); open group {ensemble!r} with xarray.open_zarr(..., consolidated=False)",
+        extra_fields={"icechunk:branch": BRANCH},
+    )
+    item.add_asset("sea_level_ensemble", ensemble_asset)
+    XarrayAssetsExtension.ext(ensemble_asset, add_if_missing=True).open_kwargs = {"group": ensemble, "consolidated": False}
     return item
 
 
@@ -94,6 +104,10 @@ def build_collection(frame: pd.DataFrame, store_url: str, container_prefixes: li
         extent=pystac.Extent(pystac.SpatialExtent([BBOX]), pystac.TemporalExtent([[min(starts), max(ends)]])),
         license="other",
     )
+    collection.add_asset("sea_level", pystac.Asset(
+        href=f"{store_url.rstrip('/')}/{TABLE_RELPATH}", media_type="application/vnd.apache.parquet", roles=["data"],
+        title="Sea-level contribution per model, experiment and model year (ISMIP6 method, control drift removed)",
+    ))
     collection.add_items(items)
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED  # relative links: the folder can move
     return collection

@@ -37,7 +37,7 @@ BRANCH = "main"
 COMMIT_MANIFEST_CONCURRENCY = 32
 FAILURES_ATTR = "ismip6_failures"
 # Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.
-SIDECAR_DIRS = ("index", "failures", "dagster", "catalog", ".ismip6-writer.lock")
+SIDECAR_DIRS = ("index", "failures", "dagster", "catalog", "derived", ".ismip6-writer.lock")
 
 
 DEFAULT_WRITER_WAIT_SECONDS = 300.0

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_definitions_name_the_product():
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
     assert {k.name for k in graph.asset_check_keys} == {"reconciliation"}
     assert defs.resolve_sensor_def("archive_sensor").job_name == "materialize_partition"
     commit = defs.resolve_assets_def("icechunk_commit")

@@ -67,3 +67,40 @@ def test_the_read_snippet_prints_the_mean_of_the_first_time_step(demo):
     path = demo / "data/sample-archive/Projection-AIS/ILTS_PIK/SICOPOLIS1/hist_std/lithk_AIS_ILTS_PIK_SICOPOLIS_hist_std.nc"
     with xr.open_dataset(path) as source:
         assert np.isclose(printed, float(source.lithk.isel(time=0).mean()), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sea_level_demo(tmp_path_factory) -> Path:
+    """A store whose sea level is computed: the test archive built from Seroussi et al. (2020)'s numbers."""
+    from ismip6_assets.locations import parse_location
+    from ismip6_assets.sea_level_store import refresh_sea_level
+    from ismip6_assets.store import open_repository
+    from tests.sea_level_support import write_real_numbers_archive
+
+    root = tmp_path_factory.mktemp("sea_level_demo")
+    write_real_numbers_archive(root / "archive")
+    commit_archive(root / "archive", root / "data" / "store")
+    store = parse_location(str(root / "data" / "store"), "store")
+    refresh_sea_level(open_repository(store, parse_location(str(root / "archive"), "source")), store)
+    return root
+
+
+def test_the_sea_level_snippet_prints_the_2100_numbers_and_the_ensemble_median(sea_level_demo):
+    (code,) = snippets("Sea level")
+    out = run(code, sea_level_demo)
+    printed = {m[0]: float(m[1]) for m in re.findall(r"^\s*(JPL1|NCAR)\s+\S+\s+ctrl_proj_std\s+(\S+)$", out, re.M)}
+    assert abs(printed["JPL1"] - (-11.2)) <= 0.05, out
+    median = float(re.search(r"^median (\S+) mm$", out, re.M)[1])
+    assert np.isclose(median, np.median(list(printed.values())), atol=1e-4), out
+
+
+def test_the_demo_has_an_empty_sea_level_table_with_every_partitions_reason(demo):
+    """What the README says of `make demo`: no sample partition has lithk, topg, sftgif and sftgrf."""
+    from ismip6_assets.locations import parse_location
+    from ismip6_assets.sea_level_store import refresh_sea_level
+    from ismip6_assets.store import open_repository
+
+    store = parse_location(str(demo / "data" / "store"), "store")
+    result = refresh_sea_level(open_repository(store, parse_location(str(demo / "data" / "sample-archive"), "source")), store)
+    assert result.table.empty and len(result.left_out) == 7
+    assert result.left_out["AWI/PISM1/ctrl_proj_std"] == "no topg"

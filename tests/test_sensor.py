@@ -40,7 +40,7 @@ def test_an_empty_store_gets_every_partition_in_one_backfill_and_the_catalog_aft
     instance.add_dynamic_partitions("model_experiment", add.partition_keys)
     (request,) = first.run_requests  # one backfill, not a run per partition: the backfill policy batches them
     assert requested_partitions(first) == PARTITIONS
-    assert request.asset_graph_subset.non_partitioned_asset_keys == {dg.AssetKey("store_catalog")}
+    assert request.asset_graph_subset.non_partitioned_asset_keys == {dg.AssetKey("store_catalog"), dg.AssetKey("sea_level")}
     assert request.tags["ismip6/launched_by"] == "archive_sensor"
     assert sorted(json.loads(first.cursor)["runs"]) == PARTITIONS
 

@@ -1,0 +1,153 @@
+"""Sea level from the store, against Seroussi et al. (2020)'s recomputed JPL1_ISSM exp05 numbers.
+
+The archive (tests/sea_level_support.py) is real NetCDF whose fields give the published volumes
+under the ISMIP6 method; it goes through the library pipeline into a real Icechunk store, and the
+sea-level products are computed from the store. Each test names the mistake it catches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from ismip6_assets.locations import parse_location
+from ismip6_assets.sea_level import densities
+from ismip6_assets.sea_level_store import ensemble_group, read_table, refresh_sea_level, table_path
+from ismip6_assets.store import open_repository
+from tests.conftest import open_plain_repo
+from tests.sea_level_support import expected_sle_mm, reference, write_real_numbers_archive
+from tests.test_views import commit_archive
+
+TOLERANCE_MM = 0.05
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sea_level")
+    archive, store = root / "archive", root / "store"
+    write_real_numbers_archive(archive)
+    commit_archive(archive, store)
+    location = parse_location(str(store), "store")
+    refresh = refresh_sea_level(open_repository(location, parse_location(str(archive), "source")), location)
+    return archive, store, refresh
+
+
+def rows(table: pd.DataFrame, institution: str, experiment: str) -> pd.DataFrame:
+    return table[(table.institution == institution) & (table.experiment == experiment)].set_index("year")
+
+
+def test_exp05_gives_seroussis_minus_11_2_mm_by_2100_and_the_whole_series(built):
+    """Catches one density pair for every model (NCAR_CISM's 910 kg m-3 scales its millimetres),
+    the other melt family's control, and a year off (model year 2099 is the 2100-01-01 state)."""
+    _, store, _ = built
+    table, _ = read_table(parse_location(str(store), "store"))  # the parquet, as written
+    jpl = rows(table, "JPL1", "exp05")
+    assert jpl.loc[2099, "time"] == pd.Timestamp("2100-01-01")
+    assert abs(jpl.loc[2099, "sle_mm"] - (-11.2)) <= TOLERANCE_MM, jpl.loc[2099, "sle_mm"]
+    for institution, rho_ice in (("JPL1", 917.0), ("NCAR", 910.0)):
+        got = rows(table, institution, "exp05")
+        expected = expected_sle_mm(rho_ice)
+        assert sorted(got.index) == sorted(expected) == list(range(2015, 2100))
+        worst = max(abs(got.loc[y, "sle_mm"] - v) for y, v in expected.items())
+        assert worst <= TOLERANCE_MM, (institution, worst)
+        assert (got["control_experiment"] == "ctrl_proj_std").all() and (got["rho_ice"] == rho_ice).all()
+    assert jpl.loc[2015, "sle_mm"] == 0.0  # t0: the projection's first step
+
+
+def test_volumes_are_seroussis_for_each_model(built):
+    """Catches a missing area factor, one density pair for every model, floating ice or ice-free
+    cells counted, masks not clipped, and fill values or sentinels read as thickness: each moves the
+    volume by far more than 1e-6 of it."""
+    _, _, refresh = built
+    labels, ivaf, dv = reference()
+    for institution in ("JPL1", "NCAR"):
+        got = rows(refresh.table, institution, "exp05")
+        np.testing.assert_allclose(got.loc[labels - 1, "ivaf_m3"].to_numpy(), ivaf, rtol=1e-6, err_msg=institution)
+        np.testing.assert_allclose(got.loc[labels - 1, "ivaf_control_m3"].to_numpy(), ivaf - dv, rtol=1e-6, err_msg=institution)
+    assert densities("NCAR_CISM") == (910.0, 1026.0) and densities("JPL1_ISSM") == (917.0, 1023.0)
+
+
+def test_the_control_is_its_melt_familys_matched_by_model_year(built):
+    """ctrl_proj_std starts a model year before exp05 (2014): matched by position, every control
+    value would be a year off; ctrl_proj_open (the open family's) drifts differently."""
+    _, _, refresh = built
+    control = rows(refresh.table, "JPL1", "ctrl_proj_std")
+    assert control.index.min() == 2014 and control["sle_mm"].isna().all() and control["control_experiment"].isna().all()
+    exp = rows(refresh.table, "JPL1", "exp05")
+    np.testing.assert_array_equal(exp["ivaf_control_m3"].to_numpy(), control.loc[exp.index, "ivaf_m3"].to_numpy())
+    assert rows(refresh.table, "JPL1", "ctrl_proj_open")["sle_mm"].isna().all()
+
+
+def test_the_ensemble_opens_with_plain_xarray(built):
+    archive, store, refresh = built
+    repo = open_plain_repo(store, archive)
+    ds = xr.open_zarr(repo.readonly_session("main").store, group=ensemble_group("exp05"), consolidated=False)
+    assert ds.sle_mm.dims == ("model", "time") and list(ds.model.values) == ["JPL1_ISSM", "NCAR_CISM"]
+    assert ds.sle_mm.attrs["units"] == "mm" and ds.ivaf.attrs["units"] == "m3" and "Seroussi" in ds.attrs["ismip6_sea_level_method"]
+    assert ds.attrs["control_experiment"] == "ctrl_proj_std"
+    (at_2099,) = ds.sle_mm.sel(model="JPL1_ISSM").sel(time="2099").values  # the views' convention: model year 2099 = the 2100-01-01 state
+    assert at_2099 == rows(refresh.table, "JPL1", "exp05").loc[2099, "sle_mm"]
+    labels, ivaf, _ = reference()
+    np.testing.assert_allclose(ds.lim.sel(model="JPL1_ISSM").swap_dims(time="year").sel(year=labels - 1).values, ivaf * 917.0, rtol=1e-6)
+    assert ds.lim.attrs["units"] == "kg"
+    assert list(ds.rho_ice.values) == [917.0, 910.0]
+    assert sorted(refresh.ensembles_written) == ["ctrl_proj_open", "ctrl_proj_std", "exp05"]
+
+
+def test_the_stac_collection_names_the_table_and_each_items_ensemble(built):
+    from ismip6_assets.catalog import build_catalog
+    from ismip6_assets.stac import build_collection
+
+    archive, store, _ = built
+    location = parse_location(str(store), "store")
+    frame, _, _ = build_catalog(open_repository(location, parse_location(str(archive), "source")), location)
+    collection = build_collection(frame, location.url)
+    assert collection.assets["sea_level"].href == location.url + "/derived/sea_level.parquet"
+    ensemble = collection.get_item("JPL1_ISSM-exp05").assets["sea_level_ensemble"]
+    assert ensemble.extra_fields["xarray:open_kwargs"]["group"] == ensemble_group("exp05") == "derived/ensemble/exp05"
+
+
+def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_recomputed(built):
+    """Runs last: it changes the module's archive and store."""
+    archive, store, first = built
+    location, source = parse_location(str(store), "store"), parse_location(str(archive), "source")
+    repo = open_repository(location, source)
+    again = refresh_sea_level(repo, location)
+    assert again.current and again.recomputed == []  # nothing changed: nothing read, nothing written
+
+    (archive / "Projection-AIS/NCAR/CISM/ctrl_proj_std/sftgrf_AIS_NCAR_CISM_ctrl_proj_std.nc").unlink()
+    commit_archive(archive, store)
+    after = refresh_sea_level(repo, location)
+
+    assert after.recomputed == ["NCAR/CISM/ctrl_proj_std"]
+    assert after.left_out["NCAR/CISM/ctrl_proj_std"] == "no sftgrf"
+    assert after.left_out["NCAR/CISM/exp05"] == "no sea level: its control ctrl_proj_std has no volume: no sftgrf"
+    assert sorted(after.ensembles_written) == ["ctrl_proj_std", "exp05"]  # the control's own, and the projection it enters
+    ncar = rows(after.table, "NCAR", "exp05")
+    assert ncar["sle_mm"].isna().all() and ncar["ivaf_m3"].notna().all()
+    assert rows(after.table, "JPL1", "exp05").equals(rows(first.table, "JPL1", "exp05"))
+    assert table_path(location).url.endswith("/derived/sea_level.parquet")
+    ds = xr.open_zarr(open_plain_repo(store, archive).readonly_session("main").store, group=ensemble_group("ctrl_proj_std"), consolidated=False)
+    assert ds.attrs["ismip6_left_out"] == {"NCAR_CISM": "no sftgrf"}
+    ds = xr.open_zarr(open_plain_repo(store, archive).readonly_session("main").store, group=ensemble_group("exp05"), consolidated=False)
+    assert ds.attrs["ismip6_left_out"] == {"NCAR_CISM": "no sea level: its control ctrl_proj_std has no volume: no sftgrf"}
+
+
+def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
+    """Runs last: it deletes a source file behind the store's back. The refresh goes on, and the
+    reason is not cached: the next refresh tries the partition again."""
+    from ismip6_assets.sea_level_store import _cached_volume, partition_volume
+    from ismip6_assets.store_state import read_partition_state
+    from ismip6_assets.paths import PartitionKey
+
+    archive, store, _ = built
+    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
+    key = PartitionKey("JPL1", "ISSM", "ctrl_proj_open")
+    (archive / "Projection-AIS/JPL1/ISSM/ctrl_proj_open/lithk_AIS_JPL1_ISSM_ctrl_proj_open.nc").unlink()
+    volume = partition_volume(repo.readonly_session("main"), key, read_partition_state(repo, key))
+    assert volume.ivaf is None and volume.transient
+    assert volume.reason.startswith("its fields could not be read through the store: ") and "\n" not in volume.reason
+    saved = {"partitions": {str(key): {"volume_key": volume.volume_key, "view_key": volume.view_key, "reason": volume.reason, "transient": True}}}
+    assert _cached_volume(key, read_partition_state(repo, key), {}, saved) is None  # read again next time
