@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runner import run_archive
+from ismip6_assets.runs import run_archive
 from tests.sea_level_support import write_real_numbers_archive
 
 
@@ -18,7 +18,7 @@ def test_a_run_brings_the_sea_level_up_to_date_with_a_picture_per_experiment(tmp
     write_real_numbers_archive(archive_dir)
     archive = ArchiveResource(source_url=str(archive_dir), store_url=str(store_dir))
 
-    outcomes = run_archive(archive, instance)
+    outcomes = run_archive(archive, instance, in_process=True)
 
     assert {o.status for o in outcomes} == {"OK"}, [(o.partition, o.findings) for o in outcomes]
     table = pd.read_parquet(store_dir / "derived" / "sea_level.parquet")
