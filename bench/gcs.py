@@ -3,7 +3,7 @@
     .venv/bin/python bench/gcs.py --scale 0.02 --gcs-latency-ms 20
 
 Writes an archive of the real shape (bench/shape.py: 86 time steps a file, one chunk a step, the
-archive's mix of NetCDF4 and NetCDF3), then runs the pipeline (`runner.run_archive` through Dagster,
+archive's mix of NetCDF4 and NetCDF3), then runs the pipeline (`runs.run_archive` through Dagster,
 as bench/throughput.py's ``pipeline`` phase, each in a fresh process) twice:
 
 - ``local``: source and store on local disk;

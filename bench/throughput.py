@@ -8,10 +8,11 @@ Measures, each phase in a fresh subprocess (so its peak RSS is its own):
 - ``baseline``: the bare-library sequential loop: virtualize each file (`virtualize_file`, the same
   fixes as the pipeline), write its group (``vds.vz.to_icechunk``), one ``session.commit`` per
   partition; one process, no Dagster, no listing per partition, no check, no preview.
-- ``pipeline``: `ismip6_assets.runner.run_archive` through Dagster, in-process runs on an ephemeral
-  instance (as ``ismip6 run`` without DAGSTER_HOME), with its defaults; every partition must end OK.
+- ``pipeline``: `ismip6_assets.runs.run_archive(in_process=True)`: the same job through Dagster, one
+  partition's run after another in this process on an ephemeral instance (the library's cost
+  without the run queue; `bench/engine.py` times `ismip6 run` and the sensor as users run them).
 - ``refresh``: one file rewritten, then `run_archive` again on the same store.
-- ``reconcile``: `runner.reconcile_archive` of the whole store.
+- ``reconcile``: `runs.reconcile_archive` of the whole store.
 - ``memory``: peak RSS of one pipeline run on archives of 3 partitions of N files, for several N.
 
 Prints files/s of both, their ratio, refresh and reconcile as % of the full run, peak memory, and
@@ -48,7 +49,7 @@ def proc_stat(pid: int) -> tuple[int, float]:
 class _Descendants:
     """CPU seconds and peak RSS of this process's descendants, read from /proc every 0.1 s.
 
-    The pipeline's workers are forked by a fork server (runner._worker_context), so they are not
+    A process pool's workers (ISMIP6_EXECUTOR=processes) may be re-parented, so they are not
     this process's children and ``RUSAGE_CHILDREN`` never sees them; each process's cumulative
     utime+stime is kept as last seen (at most 0.1 s of a process's last moments is missed).
     """
@@ -134,8 +135,9 @@ def phase_baseline(source: str, store: str) -> dict:
     from ismip6_assets.store import open_repository
     from ismip6_assets.virtualize import VirtualizedFile, virtualize_file
 
-    src = parse_location(source, "source")
-    repo = open_repository(parse_location(store, "store"), src)
+    settings = _archive(source, store).settings
+    src = settings.source
+    repo = open_repository(settings.store, src)
     _warm_up(source)
 
     def loop() -> dict:
@@ -155,12 +157,21 @@ def phase_baseline(source: str, store: str) -> dict:
     return _measure(loop)
 
 
+def _archive(source: str, store: str):
+    """The resource `ismip6 run --source --store` builds, this process's environment included
+    (STORAGE_EMULATOR_HOST on the emulator)."""
+    from ismip6_assets.resources import archive_resource_for
+    from ismip6_assets.settings import load_settings
+
+    return archive_resource_for(load_settings(source, store))
+
+
 def _pipeline(source: str, store: str, instance) -> dict:
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import run_archive
+    from ismip6_assets.runs import run_archive
 
-    archive = ArchiveResource(source_url=source, store_url=store)
-    outcomes = run_archive(archive, instance)
+    archive = _archive(source, store)
+    outcomes = run_archive(archive, instance, in_process=True)
     statuses = {s: sum(o.status == s for o in outcomes) for s in {o.status for o in outcomes}}
     return {"files": sum(o.files for o in outcomes), "partitions": len(outcomes), "runs": sum(o.ran for o in outcomes),
             "written": sum(o.written for o in outcomes), "statuses": statuses}
@@ -182,7 +193,7 @@ def phase_pipeline(source: str, store: str) -> dict:
     The partition workers `run_archive` spawns pay their own imports inside the timing."""
     import dagster as dg
 
-    import ismip6_assets.runner  # noqa: F401
+    import ismip6_assets.runs  # noqa: F401
 
     _warm_up(source)
     instance = dg.DagsterInstance.ephemeral()
@@ -197,7 +208,7 @@ def phase_steps(source: str, store: str) -> dict:
 
     import dagster as dg
 
-    import ismip6_assets.runner  # noqa: F401
+    import ismip6_assets.runs  # noqa: F401
 
     _warm_up(source)
     with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as instance:
@@ -225,7 +236,7 @@ def phase_rerun_one(source: str, store: str) -> dict:
     from ismip6_assets.locations import parse_location
     from ismip6_assets.paths import PartitionKey
     from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runner import register_partitions, run_partition
+    from ismip6_assets.runs import register_partitions, run_partition
     from ismip6_assets.store import commit_partition, open_repository
 
     archive = ArchiveResource(source_url=source, store_url=store)
@@ -247,11 +258,11 @@ def phase_reconcile(source: str, store: str) -> dict:
     then as usual, with the state file the pipeline's run left at the branch head. Reconcile is
     read-only, so the cold run writes none: the file is set aside for it and put back after."""
     from ismip6_assets.locations import parse_location
-    from ismip6_assets.runner import reconcile_archive
+    from ismip6_assets.runs import reconcile_archive
     from ismip6_assets.store_state import state_cache_path
 
     def reconcile() -> dict:
-        diffs = reconcile_archive(parse_location(source, "source"), parse_location(store, "store"))
+        diffs = reconcile_archive(_archive(source, store))
         return {"partitions": len(diffs), "statuses": {s: sum(d.status == s for d in diffs) for s in {d.status for d in diffs}}}
 
     state_file = Path(state_cache_path(parse_location(store, "store")).path)
@@ -374,7 +385,7 @@ def main() -> None:
     print(f"archive {archive}: {archive_shape['partitions']} partitions, {archive_shape['files']} files ({time.perf_counter() - t:.0f} s)", flush=True)
     result = {"command": f"bench/throughput.py --scale {args.scale:g}", "archive": archive_shape, "cpus": os.cpu_count(),
               "load_before": [round(x, 2) for x in os.getloadavg()],
-              "env": {k: v for k, v in os.environ.items() if k in ("ISMIP6_EXECUTOR", "ISMIP6_PARTITION_WORKERS")}}
+              "env": {k: v for k, v in os.environ.items() if k in ("ISMIP6_EXECUTOR",)}}
     stores = {name: workdir / f"store-scale{args.scale:g}-{name}" for name in ("baseline", "pipeline")}
     for store in stores.values():
         shutil.rmtree(store, ignore_errors=True)
