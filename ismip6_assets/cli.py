@@ -37,9 +37,13 @@ def cmd_run(args) -> int:
     from ismip6_assets.resources import archive_resource_for
     from ismip6_assets.runs import instance_for_command, run_archive
 
+    from ismip6_assets.store import repository_exists
+
     archive = archive_resource_for(settings)
     archive.source  # noqa: B018 - fail on a bad source before any work
     print(f"source {source.url}\nstore  {store.url}")
+    if not repository_exists(store, settings.store_setting):  # a typo in --store must not pass unnoticed
+        print(f"creating a new Icechunk store at {store.url}")
 
     def progress(i, n, o):
         print(

@@ -144,6 +144,11 @@ def _process_config(source: Location, snapshot_cache_nodes: int) -> icechunk.Rep
     return config
 
 
+def repository_exists(store: Location, setting: str = STORE_SETTING) -> bool:
+    """Whether an Icechunk repository is at `store` (a location that cannot hold one: `ConfigError`)."""
+    return _repository_exists(store, setting)
+
+
 def _repository_exists(store: Location, setting: str) -> bool:
     if store.local_dir is not None:  # Icechunk answers a plain file on the path with a 50-line error
         path = store.local_dir

@@ -18,6 +18,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
     (tmp_path / "dh").mkdir()
     proc = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"creating a new Icechunk store at file://{store_dir}" in proc.stdout
     assert "7 partitions (7 run), 30 files, 29 groups written" in proc.stdout
     assert "[7/7]" in proc.stdout and "checks: 7 OK" in proc.stdout
     assert (tmp_path / "dh" / "history").exists()  # ran through the DAGSTER_HOME instance
@@ -32,6 +33,7 @@ def test_run_then_reconcile_report_every_partition(archive_dir, store_dir, tmp_p
 
     again = run("run", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert again.returncode == 0 and again.stdout.count("store already current: no run") == 7 and "7 partitions (0 run)" in again.stdout
+    assert "creating" not in again.stdout
     forced = run("run", "--all", "--source", str(archive_dir), "--store", str(store_dir), env=env)
     assert forced.returncode == 0 and "no run" not in forced.stdout and "0 groups written" in forced.stdout
 
