@@ -6,7 +6,7 @@ from ismip6_assets.failures import write_failures
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.preview import partition_preview, stored_variables
-from ismip6_assets.reconcile import commit_plan, store_diff
+from ismip6_assets.reconcile import commit_plan, replan, store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store import BRANCH, commit_partition, writer_lock
 from ismip6_assets.store_state import read_partition_state
@@ -40,8 +40,10 @@ def icechunk_commit(
     repo = archive.repository()
     diff = store_diff(partition, file_index, read_partition_state(repo, partition))
     plan = commit_plan(diff, virtual_dataset.files, virtual_dataset.failures)
+    # Planned again in the commit's own session: what another machine committed meanwhile is not committed twice.
+    again = replan(partition, file_index, virtual_dataset.files, virtual_dataset.failures)
     snapshot, message = commit_partition(
-        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=lambda: writer_lock(archive.store)
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=lambda: writer_lock(archive.store), replan=again
     )
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")

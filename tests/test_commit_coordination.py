@@ -1,0 +1,161 @@
+"""Writers that meet on one store: a partition another writer committed meanwhile is not committed
+twice, sibling partitions both land, and several writers creating a new store all open it.
+
+The races are made deterministic where they can be: writer B's `replan` (called in the session B's
+commit is built in) first lets writer A commit through the same library functions, so A's commit
+lands after B's session began and B's commit conflicts, exactly as between two machines.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from ismip6_assets.index import list_archive
+from ismip6_assets.locations import parse_location
+from ismip6_assets.paths import PartitionKey
+from ismip6_assets.reconcile import commit_plan, replan, store_diff
+from ismip6_assets.store import check_store, commit_partition, open_repository, writer_lock
+from ismip6_assets.store_state import read_partition_state
+from ismip6_assets.virtualize import virtualize_rows
+from tests.support.gcs_fixtures import STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
+
+KEY = PartitionKey.parse("AWI/PISM1/exp05")
+SIBLING = PartitionKey.parse("AWI/PISM1/ctrl_proj_std")  # same model: both create the group AWI_PISM1
+
+
+class Writer:
+    """One machine's view of a partition: its listing, its virtualization, its first plan."""
+
+    def __init__(self, repo, source, key: PartitionKey):
+        self.repo, self.key = repo, key
+        self.rows = list_archive(source, key).rows
+        result = virtualize_rows(self.rows.to_dict("records"), source)
+        self.files, self.failures = result.files, result.failures
+        self.plan = commit_plan(store_diff(key, self.rows, read_partition_state(repo, key)), self.files, self.failures)
+
+    def commit(self, replan_hook=None):
+        again = replan(self.key, self.rows, self.files, self.failures)
+        if replan_hook is not None:
+            again = replan_hook(again)
+        p = self.plan
+        return commit_partition(self.repo, self.key, p.write, p.remove, p.failures, p.remove_partition, p.rebuild_view, replan=again)
+
+
+def commits_per_partition(repo) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for snapshot in repo.ancestry(branch="main"):
+        partition = (snapshot.metadata or {}).get("partition")
+        if partition:
+            counts[partition] = counts.get(partition, 0) + 1
+    return counts
+
+
+def other_writer_commits_first(other: Writer):
+    """A `replan` wrapper: the first time B plans (its session is open), A's commit lands."""
+
+    def wrap(again):
+        landed = []
+
+        def hook(session):
+            if not landed:
+                landed.append(other.commit())
+            return again(session)
+
+        hook.landed = landed
+        return hook
+
+    return wrap
+
+
+@pytest.fixture
+def stores(archive_dir, store_dir):
+    source, store = parse_location(str(archive_dir), "source"), parse_location(str(store_dir), "store")
+    return source, open_repository(store, source)
+
+
+def test_the_same_partition_committed_by_another_writer_mid_commit_is_not_committed_again(stores):
+    source, repo = stores
+    a, b = Writer(repo, source, KEY), Writer(repo, source, KEY)  # both planned on the empty store
+    snapshot, message = b.commit(other_writer_commits_first(a))
+    # B's commit conflicted with A's on the partition's groups; planned again at A's head, nothing was left.
+    assert (snapshot, message) == (None, "")
+    assert commits_per_partition(repo) == {str(KEY): 1}
+    state = read_partition_state(repo, KEY)
+    assert sorted(state.groups) == sorted(f.variable for f in a.files)
+    assert state.view_sources == {v: g.fingerprint for v, g in state.groups.items()}  # A's view stands, whole
+
+
+def test_a_plan_made_before_another_writers_commit_commits_nothing(stores):
+    """B planned, then waited (for the local writer lock, say) while A committed the partition."""
+    source, repo = stores
+    a, b = Writer(repo, source, KEY), Writer(repo, source, KEY)
+    assert a.commit()[0]
+    assert b.plan.write  # B's plan, made before, still says to write everything
+    assert b.commit() == (None, "")
+    assert commits_per_partition(repo) == {str(KEY): 1}
+
+
+def test_sibling_partitions_conflicting_on_their_model_group_both_land_once(stores):
+    source, repo = stores
+    a, b = Writer(repo, source, SIBLING), Writer(repo, source, KEY)
+    hook = other_writer_commits_first(a)
+    snapshot, message = b.commit(hook)
+    assert snapshot and message.startswith(f"Added {len(b.files)} datasets")
+    assert commits_per_partition(repo) == {str(KEY): 1, str(SIBLING): 1}
+    for writer in (a, b):
+        assert sorted(read_partition_state(repo, writer.key).groups) == sorted(f.variable for f in writer.files)
+
+
+def test_a_half_created_repository_is_not_called_foreign(tmp_path, archive_dir):
+    """What a machine sees while another creates the store: Icechunk's first snapshot, no ``repo``
+    object yet. It is not a foreign folder; creating there succeeds."""
+    store = parse_location(str(tmp_path / "store"), "store")
+    source = parse_location(str(archive_dir), "source")
+    open_repository(store, source)
+    (tmp_path / "store" / "repo").unlink()
+    check_store(store)
+    assert open_repository(store, source).lookup_branch("main")
+    (tmp_path / "store" / "zarr.json").write_text("{}")  # something else beside it still is foreign
+    (tmp_path / "store" / "repo").unlink()
+    with pytest.raises(ValueError, match="not an Icechunk repository .found 'zarr.json'"):
+        check_store(store)
+
+
+def test_object_store_writers_take_no_machine_lock(tmp_path):
+    """gs:// writers meet through Icechunk: two writers on one machine hold `writer_lock` at once,
+    and nothing is written to the machine's temp folder. A local store's lock file is in the store."""
+    gs = parse_location("gs://ismip6-icechunk/store", "store")
+    assert gs.writer_lock_path is None
+    with writer_lock(gs, wait_seconds=0), writer_lock(gs, wait_seconds=0):
+        pass
+    local = parse_location(str(tmp_path / "store"), "store")
+    assert local.writer_lock_path == str(tmp_path / "store" / ".ismip6-writer.lock")
+
+
+@pytest.mark.gcs
+def test_several_writers_creating_a_new_store_at_once_all_open_it(gcs, gcs_archive):
+    """Four threads create-or-open one new store at the same moment, three times: every one gets
+    the same repository (before: `repo info object was updated after this session started`, or
+    "… is a non-empty folder that is not an Icechunk repository (found 'repo')")."""
+    source = parse_location("gs://ismip6", "source")
+    for _ in range(3):
+        store = parse_location(f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", "store")
+        barrier, results = threading.Barrier(4), {}
+
+        def one(i: int) -> None:
+            barrier.wait()
+            try:
+                results[i] = open_repository(store, source).lookup_branch("main")
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                results[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(results) == 4 and not any(isinstance(r, Exception) for r in results.values()), results
+        assert len(set(results.values())) == 1  # one repository, one first snapshot
