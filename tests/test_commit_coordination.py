@@ -136,7 +136,7 @@ def test_object_store_writers_take_no_machine_lock(tmp_path):
 
 
 @pytest.mark.gcs
-def test_several_writers_creating_a_new_store_at_once_all_open_it(gcs, gcs_archive):
+def test_several_writers_creating_a_new_store_at_once_all_open_it(gcs):
     """Four threads create-or-open one new store at the same moment, three times: every one gets
     the same repository (before: `repo info object was updated after this session started`, or
     "… is a non-empty folder that is not an Icechunk repository (found 'repo')")."""
@@ -159,3 +159,74 @@ def test_several_writers_creating_a_new_store_at_once_all_open_it(gcs, gcs_archi
             t.join(120)
         assert len(results) == 4 and not any(isinstance(r, Exception) for r in results.values()), results
         assert len(set(results.values())) == 1  # one repository, one first snapshot
+
+
+# A round trip as to GCS: the machines' steps then take as long as their requests, not their CPU
+# (2 cores, 3 machines), so they stay in step and their creates and commits overlap.
+LATENCY_MS = 50
+RACED = ("AWI/PISM1/ctrl_proj_std", "AWI/PISM1/exp05", "DOE/MALI/expA1")  # siblings of one new model, one with a failure
+
+
+def first_looks(emulator, name: str) -> list:
+    """Object reads in the test's folder `name`: each `ismip6 run` starts with one (checking --source)."""
+    from urllib.parse import unquote
+
+    return [r for r in emulator.requests() if f"/{name}/" in unquote(r[1]) and "?" not in r[1]]
+
+
+@pytest.mark.gcs
+@pytest.mark.slow
+def test_three_machines_running_on_one_new_store_all_succeed_and_commit_each_partition_once(gcs, gcs_archive, tmp_path):
+    """Three `ismip6 run` processes, each a machine (its own temp folder, its own ephemeral Dagster
+    instance), started together on an empty gs:// store: all exit 0, the store reconciles, and each
+    partition was committed once (its commits counted by walking main's ancestry)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ismip6_assets.gcs import gcs_filesystem
+
+    name = uuid.uuid4().hex[:8]
+    prefix = f"{STORE_BUCKET}/{name}"
+    for key in RACED:  # a three-partition archive: small enough to race in seconds
+        folder = f"Projection-AIS/{key}"
+        gcs_filesystem().put(str(gcs_archive / folder), f"{prefix}/source/{folder}", recursive=True)
+    source, store = f"gs://{prefix}/source", f"gs://{prefix}/store"
+    ismip6 = str(Path(sys.executable).with_name("ismip6"))
+
+    def machine(name: str) -> subprocess.Popen:
+        temp = tmp_path / name
+        temp.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ISMIP6_SOURCE_URL", "ISMIP6_STORE_URL")}
+        env.update(STORAGE_EMULATOR_HOST=gcs.url, TMPDIR=str(temp))
+        return subprocess.Popen([ismip6, "run", "--source", source, "--store", store], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    # Each machine's first request (its look at the source folder) is held until all three have
+    # made theirs; then they go on at one moment, as machines a scheduler starts together.
+    gcs.requests(clear=True)
+    gcs.hold()
+    gcs.set_delay(LATENCY_MS)
+    try:
+        machines = [machine(f"machine-{i}") for i in range(3)]
+        deadline = time.monotonic() + 120
+        while len(first_looks(gcs, name)) < len(machines) and time.monotonic() < deadline and all(m.poll() is None for m in machines):
+            time.sleep(0.1)
+        started_together = len(first_looks(gcs, name)) >= len(machines)
+    finally:
+        gcs.release()
+    try:
+        outputs = [m.communicate(timeout=400)[0] for m in machines]
+    finally:
+        gcs.set_delay(0)
+    assert started_together, "the machines were not all held at their first request"
+    for m, out in zip(machines, outputs, strict=True):
+        assert m.returncode == 0, out[-3000:]
+
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    check = subprocess.run([ismip6, "reconcile", "--source", source, "--store", store], env=env, capture_output=True, text=True, timeout=400)
+    assert check.returncode == 0 and "0 ERROR" in check.stdout, check.stdout[-3000:] + check.stderr[-3000:]
+    repo = open_repository(parse_location(store, "store"), parse_location(source, "source"))
+    assert commits_per_partition(repo) == {key: 1 for key in RACED}, outputs
