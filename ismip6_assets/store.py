@@ -203,7 +203,8 @@ def _open_repository(store: Location, source: Location, writable: bool) -> icech
             return _open_or_create_once(store, source, writable)
         except icechunk.ConflictError as exc:  # another writer created the repository or saved its config first
             if attempt == OPEN_ATTEMPTS:
-                raise ConfigError(f"{STORE_ENV}={store.url}: could not create or open it in {attempt} tries, other writers kept winning: {str(exc).strip().splitlines()[0]}") from None
+                reason = str(exc).strip().splitlines()[0]
+                raise ConfigError(f"{STORE_ENV}={store.url}: could not create or open it in {attempt} tries, other writers kept winning: {reason}") from None
             _backoff(attempt)
     raise AssertionError("unreachable")
 

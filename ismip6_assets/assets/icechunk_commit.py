@@ -43,12 +43,14 @@ def icechunk_commit(
     # Planned again in the commit's own session: what another machine committed meanwhile is not committed twice.
     again = replan(partition, file_index, virtual_dataset.files, virtual_dataset.failures)
     snapshot, message = commit_partition(
-        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=lambda: writer_lock(archive.store), replan=again
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view,
+        lock=lambda: writer_lock(archive.store), replan=again,
     )
     failures_url = write_failures(archive.store, virtual_dataset.failures)
     context.log.info(f"{partition}: {message or 'nothing to commit'}")
-    written = [vf.group for vf in plan.write]
-    removed = [partition.variable_group(v) for v in plan.remove]
+    # No commit: another writer did the work (commit_partition's replan), so this run wrote nothing.
+    written = [vf.group for vf in plan.write] if snapshot else []
+    removed = [partition.variable_group(v) for v in plan.remove] if snapshot else []
     # One session, at the commit just made, serves every read below (each fresh session of the
     # branch looks up its head first: a round trip on gs://).
     session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(BRANCH)
