@@ -340,7 +340,7 @@ def _commit_once(
         if view is None:
             _delete_view(root, partition)  # no variable group left: no view, and no empty parent
     new_failures = json.dumps([f.to_dict() for f in failures], sort_keys=True)
-    if _record_set(exp.attrs.get(FAILURES_ATTR, "[]")) != _record_set(new_failures):
+    if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
         exp.attrs[FAILURES_ATTR] = new_failures
     if not session.has_uncommitted_changes:
         return None, ""
@@ -348,12 +348,6 @@ def _commit_once(
     metadata = {"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures),
                 "view_variables": len(view.fields) if view else 0}
     return _commit(session, message, metadata), message
-
-
-def _record_set(records_json: str) -> list[str]:
-    # The same records in another order are the same records: a writer that planned from another
-    # writer's commit lists them in index order, and must not commit again for the order alone.
-    return sorted(json.dumps(r, sort_keys=True) for r in json.loads(records_json))
 
 
 def _commit(session: icechunk.Session, message: str, metadata: dict | None = None) -> str:
