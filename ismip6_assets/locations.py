@@ -12,7 +12,6 @@ reads and writes as that one principal, in any process the location is handed to
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -84,13 +83,10 @@ class Location:
         return self.path if self.scheme == "file" else None
 
     @property
-    def writer_lock_path(self) -> str:
-        """The file whose lock one writer of this store on this machine holds (store.writer_lock):
-        inside a local store; for an object store, in the machine's temp folder, named by the URL."""
-        if self.scheme == "file":
-            return os.path.join(self.path, ".ismip6-writer.lock")
-        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), f"ismip6-writer-{digest}.lock")
+    def writer_lock_path(self) -> str | None:
+        """The file whose lock the one writer of a local store holds (store.writer_lock), inside the
+        store; None for an object store, whose writers meet through Icechunk instead."""
+        return os.path.join(self.path, ".ismip6-writer.lock") if self.scheme == "file" else None
 
     @property
     def url(self) -> str:

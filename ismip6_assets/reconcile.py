@@ -204,12 +204,15 @@ def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
     A stale file that now fails loses its group: the group's refs point at bytes that are gone, so
     keeping it would serve wrong values; the failure record says why it is absent. A partition with
     no files (its folder deleted) has no place in the store, even as an empty experiment group.
+    `files` and `new_failures` count only for files `diff` says to write: another writer may have
+    stored (or recorded) the rest since they were virtualized, and its records stay as they are.
     """
     from ismip6_assets.virtualize import FailureRecord
 
     if diff.partition_gone or diff.indexed == 0:
         return CommitPlan(write=[], remove=[], failures=[], remove_partition=True)
     wanted = set(diff.to_write)
+    new_failures = [f for f in new_failures if f.url in wanted]
     retried = {f.url for f in new_failures}
     kept = [FailureRecord(**f) for f in diff.failed if f["url"] not in retried]
     stale = set(diff.stale)
@@ -220,6 +223,22 @@ def commit_plan(diff: StoreDiff, files: list, new_failures: list) -> CommitPlan:
         failures=kept + list(new_failures),
         rebuild_view=bool(diff.view),
     )
+
+
+def replan(partition: PartitionKey, rows: pd.DataFrame, files: list, new_failures: list):
+    """`store.commit_partition`'s `replan`: the partition's `CommitPlan` from its state in the
+    session a commit is built in, or None when the store there is not behind on it (another writer
+    did the work since the caller planned: no second commit).
+
+    `files` and `new_failures` are what this run virtualized for its first plan; only those the
+    session's head still lacks are written, so the other writer's groups are neither redone nor undone.
+    """
+
+    def again(session) -> CommitPlan | None:
+        diff = store_diff(partition, rows, read_partition_state(None, partition, session=session))
+        return commit_plan(diff, files, new_failures) if diff.behind else None
+
+    return again
 
 
 def partition_diffs(rows: pd.DataFrame, states: dict[str, PartitionState]) -> dict[str, tuple[pd.DataFrame, PartitionState, StoreDiff]]:

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 import icechunk
 import zarr
@@ -24,6 +25,9 @@ from ismip6_assets.paths import PartitionKey
 from ismip6_assets.view_writer import write_view
 from ismip6_assets.views import view_group
 from ismip6_assets.virtualize import FailureRecord, VirtualizedFile
+
+if TYPE_CHECKING:  # reconcile imports this module
+    from ismip6_assets.reconcile import CommitPlan
 
 # Handled by design, so silenced: the local-filesystem warning (one writer on local storage: the
 # `icechunk_writer` pool), and the cache-size warnings, which fire once a snapshot exceeds a fifth of
@@ -48,25 +52,35 @@ DEFAULT_WRITER_WAIT_SECONDS = 300.0
 # cache-size warning is silenced below, so an archive whose snapshot outgrows this needs
 # ISMIP6_SNAPSHOT_CACHE_NODES raised.
 DEFAULT_SNAPSHOT_CACHE_NODES = 150_000
+# What Icechunk itself writes at a repository's root (spec versions 1 and 2).
+ICECHUNK_OBJECTS = ("repo", "snapshots", "transactions", "manifests", "chunks", "refs", "config.yaml", "overwritten")
 
 
 class StoreBusy(RuntimeError):
-    """Another process on this machine is writing to the same store."""
+    """Another process on this machine is writing to the same local store."""
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep before retry `attempt` (1, 2, ...): exponential, with jitter so that machines which
+    collided once do not collide again in step."""
+    time.sleep(random.uniform(0.05, 0.1 * 2**attempt))
 
 
 @contextmanager
 def writer_lock(store: Location, wait_seconds: float = DEFAULT_WRITER_WAIT_SECONDS) -> Iterator[None]:
-    """One writer at a time per store on this machine; a second one waits, then is refused.
+    """One writer at a time per local store; a second one waits `wait_seconds`, then is refused.
 
-    Icechunk's local-filesystem storage is not safe for concurrent commits (4 concurrent writers
-    silently lost commits here). The Dagster pool serializes runs of one instance; this lock also
-    covers two `ismip6 run` processes. flock dies with its process, so a kill -9 leaves no stale
-    lock. Object stores (gs://) are safe for concurrent commits (conditional writes, rebase), but
-    this machine's workers still take turns there: a commit that loses a race rebases, and
-    Icechunk writes every manifest of the commit again (measured: README, Performance). Other
-    machines' writers are still met by the rebase.
+    Local (``file://``) stores only: Icechunk's local-filesystem storage is not safe for concurrent
+    commits (4 concurrent writers silently lost commits here), so the lock file lives inside the
+    store and every process that writes there takes it. flock dies with its process, so a kill -9
+    leaves no stale lock. Object stores (gs://) take no lock: writers on any machine meet through
+    Icechunk's conditional writes, conflict detection and rebase (`commit_partition`; README,
+    "Commit coordination across machines").
     """
     path = store.writer_lock_path
+    if path is None:
+        yield
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     deadline = time.monotonic() + wait_seconds
@@ -77,7 +91,10 @@ def writer_lock(store: Location, wait_seconds: float = DEFAULT_WRITER_WAIT_SECON
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise StoreBusy(f"another process is writing to {store.url} (lock {path}); try again when it is done") from None
+                    raise StoreBusy(
+                        f"another process is writing to {store.url}, and a local store takes one writer at a time "
+                        f"(lock {path}); try again when it is done, or put the store on gs:// for several writers"
+                    ) from None
                 time.sleep(0.01)
         yield
     finally:
@@ -164,21 +181,51 @@ def _repository_exists(store: Location, setting: str) -> bool:
 
 def check_store(store: Location, setting: str = STORE_SETTING, must_exist: bool = False) -> None:
     """A store location that cannot work fails here in one line naming `setting`: a plain file,
-    a folder of something else, or (`must_exist`) no repository at all. Nothing is written."""
+    a folder of something else, or (`must_exist`) no repository at all. Nothing is written.
+
+    A folder holding only Icechunk's own objects is a repository another machine is creating
+    (Icechunk writes its first snapshot before the ``repo`` object that makes it exist): not foreign.
+    """
     if _repository_exists(store, setting):
         return
     if must_exist:
         raise ConfigError(f"{setting}={store.url}: no Icechunk repository there (nothing to compare; `ismip6 run` creates one)")
     if store.exists():
-        foreign = [p for p in store.fs.ls(store.fs_path, detail=False) if p.rstrip("/").rsplit("/", 1)[-1] not in SIDECAR_DIRS]
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.fs_path, detail=False)]
+        foreign = [name for name in names if name not in SIDECAR_DIRS and name not in ICECHUNK_OBJECTS]
         if foreign:
             raise ConfigError(
                 f"{setting}={store.url} is a non-empty folder that is not an Icechunk repository "
-                f"(found {foreign[0].rsplit('/', 1)[-1]!r}); point it at an empty or new location"
+                f"(found {foreign[0]!r}); point it at an empty or new location"
             )
 
 
+# Tries of create-or-open: each lost race means another machine's repository now exists (or its
+# config was saved), so the next try opens it; a few cover machines starting at the same moment.
+OPEN_ATTEMPTS = 6
+
+
 def _open_repository(store: Location, source: Location, writable: bool, snapshot_cache_nodes: int) -> icechunk.Repository:
+    """Create-or-open, retried: several machines may start on a new store at once.
+
+    `Repository.create` is not safe concurrently (its docstring says so; `open_or_create` only
+    wraps the same race): the losers' create fails with a ConflictError (``repo info object was
+    updated after this session started``), and a loser that looked between the winner's first
+    snapshot and its ``repo`` object saw a half-made repository. A lost race is retried with backoff
+    and jitter, and the retry finds the winner's repository and opens it.
+    """
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            return _open_or_create_once(store, source, writable, snapshot_cache_nodes)
+        except icechunk.ConflictError as exc:  # another writer created the repository or saved its config first
+            if attempt == OPEN_ATTEMPTS:
+                reason = str(exc).strip().splitlines()[0]
+                raise ConfigError(f"{STORE_SETTING}={store.url}: could not create or open it in {attempt} tries, other writers kept winning: {reason}") from None
+            _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def _open_or_create_once(store: Location, source: Location, writable: bool, snapshot_cache_nodes: int) -> icechunk.Repository:
     storage = _storage(store)
     credentials = virtual_chunk_credentials(source)
     if _repository_exists(store, STORE_SETTING):
@@ -228,32 +275,44 @@ def commit_partition(
     remove_partition: bool = False,
     rebuild_view: bool = False,
     lock: Callable[[], AbstractContextManager] = nullcontext,
+    replan: Callable[[icechunk.Session], CommitPlan | None] | None = None,
 ) -> tuple[str | None, str]:
-    """`_commit_once` under `lock` (the store's `writer_lock`), redone on the new branch head when
-    a concurrent commit cannot be rebased.
+    """The plan (`write` ... `rebuild_view`) in one commit under `lock` (`writer_lock`: local
+    stores only); return (snapshot id, message), (None, "") when there was nothing to change.
 
-    The session is opened under the lock, so on this machine it starts at the head and its commit
-    needs no rebase: a commit that rebases writes every manifest again, and an explicit
-    `Session.rebase` before the commit costs CPU that grows with the store (README, Performance).
+    `replan(session)`, when given, plans from the partition's state in the session the commit is
+    built in (reconcile.replan gives it), so the plan is always made at the head it commits on: a
+    `CommitPlan` (``write``, ``remove``, ``failures``, ``remove_partition``, ``rebuild_view``)
+    replaces the one passed, and None (another writer already did the work, between the caller's
+    plan and this session) means no commit, so that work is neither redone nor undone. Without
+    `replan`, the given plan is committed as it is: for callers whose writes do not depend on what
+    the store holds.
 
-    Icechunk rebases disjoint changes itself; two writers that both create a parent group (sibling
-    experiments of a new model, or the root of a new store) or write the same partition conflict
-    and the rebase fails. Redoing the partition's writes on top of the other commit loses nothing:
-    the other writer's groups stay, and ours are rebuilt from the same plan. Backoff with jitter.
+    Icechunk rebases onto disjoint commits itself (`_commit`). Two writers that create the same
+    parent group (sibling experiments of a new model, or the root of a new store) or write the same
+    partition conflict and the rebase fails; then the commit is tried again in a new session at the
+    new head, planned again there. Backoff with jitter between tries.
     """
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             with lock():
-                return _commit_once(repo, partition, write, remove, failures, remove_partition, rebuild_view)
+                session = repo.writable_session(BRANCH)
+                if replan is not None:
+                    plan = replan(session)
+                    if plan is None:
+                        return None, ""
+                    write, remove, failures = plan.write, plan.remove, plan.failures
+                    remove_partition, rebuild_view = plan.remove_partition, plan.rebuild_view
+                return _commit_once(session, partition, write, remove, failures, remove_partition, rebuild_view)
         except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
             if attempt == COMMIT_ATTEMPTS:
                 raise RuntimeError(f"{partition}: commit conflicted {attempt} times with concurrent writers: {exc}") from exc
-            time.sleep(random.uniform(0.05, 0.1 * 2**attempt))
+            _backoff(attempt)
     raise AssertionError("unreachable")
 
 
 def _commit_once(
-    repo: icechunk.Repository,
+    session: icechunk.Session,
     partition: PartitionKey,
     write: list[VirtualizedFile],
     remove: list[str],
@@ -261,14 +320,13 @@ def _commit_once(
     remove_partition: bool = False,
     rebuild_view: bool = False,
 ) -> tuple[str | None, str]:
-    """Write, replace and remove a partition's groups and rebuild its view, in one commit; return
-    (snapshot id, message).
+    """Write, replace and remove a partition's groups and rebuild its view in `session`, and commit
+    it; return (snapshot id, message).
 
     The view (views.py) is rebuilt whenever a group changes, or when `rebuild_view` says the stored
     one is missing or stale. Nothing is visible on the branch until the commit lands, so a crash
     leaves the last commit intact. Returns (None, message) when there was nothing to change.
     """
-    session = repo.writable_session(BRANCH)
     root = zarr.open_group(session.store, mode="a", zarr_format=3)
     if remove_partition:
         if partition.group not in root:
@@ -309,5 +367,6 @@ def _commit_once(
 
 
 def _commit(session: icechunk.Session, message: str, metadata: dict | None = None) -> str:
-    # Rebases only onto other machines' commits: this machine's writers wait on the lock.
+    # Another writer's commit since the session began is rebased onto when it touched other nodes
+    # (disjoint partitions: only this commit's own manifests are written again); a conflict raises.
     return session.commit(message, metadata=metadata, rebase_with=icechunk.ConflictDetector(), rebase_tries=20)

@@ -107,10 +107,11 @@ def _read_experiment(store, path: str) -> tuple[PartitionKey, PartitionState] | 
 
 
 def read_partition_state(
-    repo: icechunk.Repository, partition: PartitionKey, branch: str = BRANCH, session: icechunk.Session | None = None
+    repo: icechunk.Repository | None, partition: PartitionKey, branch: str = BRANCH, session: icechunk.Session | None = None
 ) -> PartitionState:
     """The partition's state on the branch head, or in `session` (one session serving several
-    reads saves the branch look-up each would make: a round trip on an object store)."""
+    reads saves the branch look-up each would make: a round trip on an object store; `repo` may
+    then be None)."""
     store = (session or repo.readonly_session(branch=branch)).store
     exp = _open_group(store, partition.group)
     return PartitionState() if exp is None else _state_of(partition, exp, store)

@@ -9,7 +9,8 @@ XML API does: 200 with ``ETag`` and ``x-goog-generation``, 412 ``PreconditionFai
 Icechunk's commit safety rests on those preconditions, so they must survive the translation.
 
 Everything else passes through unchanged. The proxy can also inject faults: a number of 503/429
-answers or dropped connections for matching requests (issue #8), set through ``/_proxy/`` calls.
+answers or dropped connections for matching requests (issue #8), set through ``/_proxy/`` calls, and
+hold every request until released (several clients then start at one moment; issue #19).
 For the benchmark (issue #14) it adds a fixed delay to every storage request, as a network round
 trip to GCS would (concurrent requests wait concurrently: it is latency, not bandwidth), and
 counts requests by method.
@@ -45,6 +46,9 @@ HEADER_TO_FIELD = {
     "cache-control": "cacheControl",
 }
 JSON_API_PREFIXES = ("/storage/", "/upload/", "/download/", "/batch/", "/_internal/")
+# A held request waits at most this long (`GCSEmulator.hold`), so a test that forgets to release
+# slows down rather than hangs.
+HOLD_LIMIT_SECONDS = 60
 PRECONDITION_FAILED_XML = (
     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>PreconditionFailed</Code>"
     b"<Message>At least one of the pre-conditions you specified did not hold.</Message></Error>"
@@ -105,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._control(path, body)
         fault = self.server.take_fault(self.command, path)
         self.server.record(self.command, self.path, fault.status if fault else None)
+        self.server.gate.wait(HOLD_LIMIT_SECONDS)  # open unless a test holds requests (`GCSEmulator.hold`)
         if self.server.delay:
             time.sleep(self.server.delay)
         if fault is not None:
@@ -128,9 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
                 server.faults.append(Fault(**json.loads(body)))
             if path == "/_proxy/delay" and self.command == "POST":
                 server.delay = float(json.loads(body)["ms"]) / 1000
+            if path == "/_proxy/hold":
+                server.gate.clear() if self.command == "POST" else server.gate.set()
             answer = {"faults": [asdict(f) for f in server.faults], "requests": list(server.requests),
                       "counts": dict(server.counts), "delay_ms": server.delay * 1000}
-            if self.command == "DELETE":  # answers with what it clears
+            if self.command == "DELETE" and path != "/_proxy/hold":  # answers with what it clears
                 {"/_proxy/faults": server.faults, "/_proxy/counts": server.counts}.get(path, server.requests).clear()
         self._reply(200, {"Content-Type": "application/json"}, json.dumps(answer).encode())
 
@@ -206,6 +213,8 @@ class EmulatorProxy(ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()  # storage requests by method, never truncated
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, int | None]] = []
+        self.gate = threading.Event()  # storage requests wait while it is clear
+        self.gate.set()
         self._lock = threading.Lock()
         self._object_locks: dict[tuple[str, str], threading.Lock] = {}
 
@@ -344,6 +353,14 @@ class GCSEmulator:
     def set_delay(self, ms: float) -> None:
         """Every storage request from now on waits `ms` milliseconds, as a round trip to GCS would."""
         self._call("POST", "/_proxy/delay", {"ms": ms})
+
+    def hold(self) -> None:
+        """Storage requests from now on wait (each at most HOLD_LIMIT_SECONDS) until `release`:
+        clients started one by one then all proceed at the same moment, as machines started together."""
+        self._call("POST", "/_proxy/hold")
+
+    def release(self) -> None:
+        self._call("DELETE", "/_proxy/hold")
 
     def counts(self, clear: bool = False) -> dict[str, int]:
         """Storage requests by method since the last clear (XML-API PUTs also once as ``XML-PUT``)."""

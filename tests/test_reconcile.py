@@ -157,3 +157,14 @@ def test_a_partition_without_groups_needs_no_view_and_loses_one_it_has():
     # A partition whose folder is gone is removed whole, view included: no separate view finding.
     gone = store_diff(KEY, rows({}), state(KEY, {"lithk": "f1"}))
     assert gone.partition_gone and gone.view == "" and commit_plan(gone, [], []).remove_partition
+
+
+def test_a_failure_another_writer_recorded_meanwhile_is_kept_as_it_recorded_it():
+    """This run virtualized `lim` (it was missing) and it failed; another writer's commit has since
+    recorded the same failure: the plan keeps that record, not this run's copy of it."""
+    recorded = {"url": url(KEY, "lim"), "error": "bad", "institution": "AWI", "model_name": "PISM1", "experiment": "exp05",
+                "variable": "lim", "fingerprint": "f4", "timestamp": "earlier"}
+    ours = FailureRecord(**{**recorded, "timestamp": "later"})
+    diff = store_diff(KEY, rows({KEY: {"lim": "f4", "lithk": "f1"}}), state(KEY, {}, [recorded]))
+    assert diff.failed == [recorded] and diff.missing == [url(KEY, "lithk")]
+    assert [f.timestamp for f in commit_plan(diff, files=[], new_failures=[ours]).failures] == ["earlier"]

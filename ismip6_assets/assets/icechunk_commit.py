@@ -6,7 +6,7 @@ from ismip6_assets.failures import write_failures
 from ismip6_assets.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.paths import PartitionKey
 from ismip6_assets.preview import partition_preview, stored_variables
-from ismip6_assets.reconcile import commit_plan, store_diff
+from ismip6_assets.reconcile import commit_plan, replan, store_diff
 from ismip6_assets.resources import ArchiveResource
 from ismip6_assets.store import BRANCH, commit_partition
 from ismip6_assets.store_state import read_partition_state
@@ -56,12 +56,16 @@ def commit_one(
     repo = archive.repository()
     diff = store_diff(partition, rows, read_partition_state(repo, partition))
     plan = commit_plan(diff, virtualized.files, virtualized.failures)
+    # Planned again in the commit's own session: what another machine committed meanwhile is not committed twice.
+    again = replan(partition, rows, virtualized.files, virtualized.failures)
     snapshot, message = commit_partition(
-        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view, lock=archive.writer_lock
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view,
+        lock=archive.writer_lock, replan=again,
     )
     failures_url = write_failures(archive.store, virtualized.failures)
-    written = [vf.group for vf in plan.write]
-    removed = [partition.variable_group(v) for v in plan.remove]
+    # No commit: another writer did the work (commit_partition's replan), so this run wrote nothing.
+    written = [vf.group for vf in plan.write] if snapshot else []
+    removed = [partition.variable_group(v) for v in plan.remove] if snapshot else []
     # One session, at the commit just made, serves every read below (each fresh session of the
     # branch looks up its head first: a round trip on gs://).
     session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(BRANCH)
