@@ -11,7 +11,6 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
 from ismip6_assets.index import list_archive
-from ismip6_assets.jobs import materialize_partition_job
 from ismip6_assets.partitions import model_experiment_partitions_def
 from ismip6_assets.reconcile import refresh_requests
 from ismip6_assets.resources import ArchiveResource
@@ -58,7 +57,8 @@ def backfill_request(keys: list[str], request: str) -> dg.RunRequest:
 
 
 @dg.sensor(
-    job=materialize_partition_job,
+    # An asset selection, not a job: a sensor may request backfills only of assets it targets.
+    asset_selection=dg.AssetSelection.assets(*PARTITIONED_ASSETS, *DERIVED_ASSETS),
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(

@@ -203,3 +203,9 @@ def test_dagster_fails_loading_the_definitions_with_the_same_line(tmp_path):
     assert proc.returncode != 0
     assert "ISMIP6_WRITER_WAIT_SECONDS='forever': give a number of seconds" in proc.stdout + proc.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "src").exists()
+
+
+def test_a_misspelt_setting_is_named_with_the_one_it_resembles(archive_dir, tmp_path):
+    proc = ismip6("reconcile", "--source", str(archive_dir), "--store", str(tmp_path / "store"), env={"ISMIP6_STORE": str(tmp_path / "typo")})
+    assert_config_error(proc, "ISMIP6_STORE is not a setting of ismip6_assets (did you mean ISMIP6_STORE_URL?)")
+    assert len(proc.stderr.strip().splitlines()) == 1
