@@ -33,7 +33,7 @@ VARIABLES = (
 
 
 def write_partition(root: Path, files: int, grid: int, steps: int) -> None:
-    from ismip6_assets.sample_archive import sample_dataset, write_netcdf
+    from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
 
     folder = root / "Projection-AIS" / KEY
     folder.mkdir(parents=True)
@@ -42,11 +42,11 @@ def write_partition(root: Path, files: int, grid: int, steps: int) -> None:
 
 
 def commit(source_url: str, store_url: str) -> None:
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.paths import PartitionKey
-    from ismip6_assets.store import commit_partition, open_repository
-    from ismip6_assets.virtualize import virtualize_rows
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.store import commit_partition, open_repository
+    from ismip6_assets.core.virtualize import virtualize_rows
 
     source, store = parse_location(source_url, "source"), parse_location(store_url, "store")
     rows = list_archive(source, PartitionKey.parse(KEY)).rows
@@ -56,13 +56,13 @@ def commit(source_url: str, store_url: str) -> None:
 
 
 def measure(source_url: str, store_url: str) -> dict:
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.paths import PartitionKey
-    from ismip6_assets.reconcile import store_diff
-    from ismip6_assets.store import open_repository
-    from ismip6_assets.store_state import read_partition_state
-    from ismip6_assets.verify import verify_partition
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.reconcile import store_diff
+    from ismip6_assets.core.store import open_repository
+    from ismip6_assets.core.store_state import read_partition_state
+    from ismip6_assets.core.verify import verify_partition
 
     source, store = parse_location(source_url, "source"), parse_location(store_url, "store")
     repo = open_repository(store, source)
@@ -94,7 +94,7 @@ def main() -> None:
         for bucket in ("ismip6", "ismip6-icechunk"):
             emulator.create_bucket(bucket)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-        from ismip6_assets.gcs import gcs_filesystem
+        from ismip6_assets.core.gcs import gcs_filesystem
 
         gcs_filesystem().put(str(work / "archive" / "Projection-AIS"), "ismip6/Projection-AIS", recursive=True)
         store = f"gs://ismip6-icechunk/deep-{uuid.uuid4().hex[:8]}"

@@ -101,7 +101,7 @@ def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> d
         for bucket in (SOURCE_BUCKET, STORE_BUCKET):
             emulator.create_bucket(bucket)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-        from ismip6_assets.gcs import gcs_filesystem
+        from ismip6_assets.core.gcs import gcs_filesystem
 
         t = time.perf_counter()
         gcs_filesystem().put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)

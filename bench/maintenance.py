@@ -16,9 +16,9 @@ from pathlib import Path
 
 import shape
 
-from ismip6_assets.locations import parse_location
-from ismip6_assets.maintenance import maintain_store, reachable_snapshots
-from ismip6_assets.store import open_repository
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.maintenance import maintain_store, reachable_snapshots
+from ismip6_assets.core.store import open_repository
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ Measures, each phase in a fresh subprocess (so its peak RSS is its own):
 - ``baseline``: the bare-library sequential loop: virtualize each file (`virtualize_file`, the same
   fixes as the pipeline), write its group (``vds.vz.to_icechunk``), one ``session.commit`` per
   partition; one process, no Dagster, no listing per partition, no check, no preview.
-- ``pipeline``: `ismip6_assets.runs.run_archive(in_process=True)`: the same job through Dagster, one
+- ``pipeline``: `ismip6_assets.cli.runs.run_archive(in_process=True)`: the same job through Dagster, one
   partition's run after another in this process on an ephemeral instance (the library's cost
   without the run queue; `bench/engine.py` times `ismip6 run` and the sensor as users run them).
 - ``refresh``: one file rewritten, then `run_archive` again on the same store.
@@ -130,10 +130,10 @@ def _self_cpu() -> float:
 
 
 def phase_baseline(source: str, store: str) -> dict:
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.store import open_repository
-    from ismip6_assets.virtualize import VirtualizedFile, virtualize_file
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.store import open_repository
+    from ismip6_assets.core.virtualize import VirtualizedFile, virtualize_file
 
     settings = _archive(source, store).settings
     src = settings.source
@@ -160,15 +160,15 @@ def phase_baseline(source: str, store: str) -> dict:
 def _archive(source: str, store: str):
     """The resource `ismip6 run --source --store` builds, this process's environment included
     (STORAGE_EMULATOR_HOST on the emulator)."""
-    from ismip6_assets.resources import archive_resource_for
+    from ismip6_assets.defs.resources import archive_resource_for
     from ismip6_assets.settings import load_settings
 
     return archive_resource_for(load_settings(source, store))
 
 
 def _pipeline(source: str, store: str, instance) -> dict:
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import run_archive
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import run_archive
 
     archive = _archive(source, store)
     outcomes = run_archive(archive, instance, in_process=True)
@@ -179,9 +179,9 @@ def _pipeline(source: str, store: str, instance) -> dict:
 
 def _warm_up(source: str) -> None:
     """Imports, in both paths: one file virtualized outside the timing (h5py, scipy, ... load on first use)."""
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.virtualize import virtualize_file
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.virtualize import virtualize_file
 
     src = parse_location(source, "source")
     virtualize_file(list_archive(src).rows.iloc[0].to_dict(), src)
@@ -193,7 +193,7 @@ def phase_pipeline(source: str, store: str) -> dict:
     The partition workers `run_archive` spawns pay their own imports inside the timing."""
     import dagster as dg
 
-    import ismip6_assets.runs  # noqa: F401
+    import ismip6_assets.cli.runs  # noqa: F401
 
     _warm_up(source)
     instance = dg.DagsterInstance.ephemeral()
@@ -208,7 +208,7 @@ def phase_steps(source: str, store: str) -> dict:
 
     import dagster as dg
 
-    import ismip6_assets.runs  # noqa: F401
+    import ismip6_assets.cli.runs  # noqa: F401
 
     _warm_up(source)
     with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as instance:
@@ -233,11 +233,11 @@ def phase_rerun_one(source: str, store: str) -> dict:
     the partition runs again (every file virtualized and written), in this fresh process."""
     import dagster as dg
 
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.paths import PartitionKey
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import register_partitions, run_partition
-    from ismip6_assets.store import commit_partition, open_repository
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import register_partitions, run_partition
+    from ismip6_assets.core.store import commit_partition, open_repository
 
     archive = ArchiveResource(source_url=source, store_url=store)
     key = shape.first_partition(source)
@@ -257,9 +257,9 @@ def phase_reconcile(source: str, store: str) -> dict:
     """`reconcile_archive` twice: ``cold`` without the saved store state (every group document read),
     then as usual, with the state file the pipeline's run left at the branch head. Reconcile is
     read-only, so the cold run writes none: the file is set aside for it and put back after."""
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.runs import reconcile_archive
-    from ismip6_assets.store_state import state_cache_path
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.cli.runs import reconcile_archive
+    from ismip6_assets.core.store_state import state_cache_path
 
     def reconcile() -> dict:
         diffs = reconcile_archive(_archive(source, store))
@@ -369,7 +369,7 @@ def main() -> None:
     if args.phase:
         name, source, store = args.phase
         print(json.dumps(PHASES[name](source, store)), flush=True)
-        from ismip6_assets.executors import shutdown_shared
+        from ismip6_assets.core.executors import shutdown_shared
 
         shutdown_shared()
         os._exit(0)  # skip interpreter teardown of native extensions (see cli.entry)

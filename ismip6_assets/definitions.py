@@ -4,12 +4,12 @@ import warnings
 
 import dagster as dg
 
-from ismip6_assets.assets import file_index, icechunk_commit, sea_level, store_catalog, virtual_dataset
-from ismip6_assets.checks import reconciliation
-from ismip6_assets.io_managers import StorePickleIOManager
-from ismip6_assets.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
-from ismip6_assets.resources import ArchiveResource, archive_resource_from_environment
-from ismip6_assets.sensors import archive_sensor
+from ismip6_assets.defs.assets import file_index, icechunk_commit, sea_level, store_catalog, virtual_dataset
+from ismip6_assets.defs.checks import reconciliation
+from ismip6_assets.defs.io_managers import StorePickleIOManager
+from ismip6_assets.defs.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
+from ismip6_assets.defs.resources import ArchiveResource, archive_resource_from_environment
+from ismip6_assets.defs.sensors import archive_sensor
 
 
 def build_resources(archive: ArchiveResource) -> dict:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from ismip6_assets.executors import EXECUTOR_ENV, ExecutorSpec, parse_spec
-from ismip6_assets.gcs import GcsAccess, adc_file
-from ismip6_assets.locations import SOURCE_SETTING, STORE_SETTING, ConfigError, Location, parse_location
-from ismip6_assets.paths import ARCHIVE_TOP
-from ismip6_assets.skip_list import SKIP_LIST_SETTING, SkipList
-from ismip6_assets.store import DEFAULT_SNAPSHOT_CACHE_NODES, DEFAULT_WRITER_WAIT_SECONDS, check_store
+from ismip6_assets.core.executors import EXECUTOR_ENV, ExecutorSpec, parse_spec
+from ismip6_assets.core.gcs import GcsAccess, adc_file
+from ismip6_assets.core.locations import SOURCE_SETTING, STORE_SETTING, ConfigError, Location, parse_location
+from ismip6_assets.core.paths import ARCHIVE_TOP
+from ismip6_assets.core.skip_list import SKIP_LIST_SETTING, SkipList
+from ismip6_assets.core.store import DEFAULT_SNAPSHOT_CACHE_NODES, DEFAULT_WRITER_WAIT_SECONDS, check_store
 
 SOURCE_ENV = SOURCE_SETTING
 STORE_ENV = STORE_SETTING
@@ -217,7 +217,7 @@ def resolve(settings: Settings, check: bool = True, existing_store: bool = False
     source_loc, store_loc = settings.source, settings.store
     if check:
         if source_loc.url == parse_location(default_source_url(), SOURCE_ENV).url and not source_loc.exists():
-            from ismip6_assets.sample_archive import write_sample_archive
+            from ismip6_assets.core.sample_archive import write_sample_archive
 
             write_sample_archive(source_loc.path)  # the embedded default works with zero configuration
         if source_loc.needs_credentials_check or store_loc.needs_credentials_check:

@@ -14,8 +14,8 @@ import icechunk  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from ismip6_assets.resources import ArchiveResource  # noqa: E402
-from ismip6_assets.sample_archive import write_sample_archive  # noqa: E402
+from ismip6_assets.defs.resources import ArchiveResource  # noqa: E402
+from ismip6_assets.core.sample_archive import write_sample_archive  # noqa: E402
 
 N_TIMES = 3
 
@@ -55,7 +55,7 @@ def instance():
 def run_committed(archive, archive_dir, store_dir, instance):
     """Run a partition of the sample archive through Dagster (its check OK); return the store as a
     user opens it."""
-    from ismip6_assets.runs import run_partition
+    from ismip6_assets.cli.runs import run_partition
 
     def run(key: str) -> icechunk.Repository:
         instance.add_dynamic_partitions("model_experiment", [key])

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey, parse_archive_path
-from ismip6_assets.sample_quirks import QUIRK_FILES, write_quirk_archive
-from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.virtualize import FailureRecord, VirtualizedFile, virtualize_rows
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey, parse_archive_path
+from ismip6_assets.core.sample_quirks import QUIRK_FILES, write_quirk_archive
+from ismip6_assets.core.store import commit_partition, open_repository
+from ismip6_assets.core.virtualize import FailureRecord, VirtualizedFile, virtualize_rows
 from tests.conftest import open_group, open_plain_repo
 
 

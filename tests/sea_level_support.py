@@ -27,7 +27,7 @@ import numpy as np
 import pyproj
 import xarray as xr
 
-from ismip6_assets.sample_archive import grid, write_netcdf
+from ismip6_assets.core.sample_archive import grid, write_netcdf
 
 REAL = Path(__file__).resolve().parent / "reference" / "ismip6-real"
 EXP_FILE = REAL / "computed_ivaf_AIS_JPL1_ISSM_exp05.nc"

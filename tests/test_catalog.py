@@ -14,12 +14,12 @@ import pystac
 import pytest
 import xarray as xr
 
-from ismip6_assets.catalog import COLUMNS, build_catalog, catalog_path, read_catalog
-from ismip6_assets.locations import parse_location
-from ismip6_assets.runs import reconcile_archive, run_archive
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.store import open_repository
-from ismip6_assets.store_state import read_store_state
+from ismip6_assets.core.catalog import COLUMNS, build_catalog, catalog_path, read_catalog
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.cli.runs import reconcile_archive, run_archive
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.store import open_repository
+from ismip6_assets.core.store_state import read_store_state
 from tests.conftest import N_TIMES, open_group, open_plain_repo
 from tests.test_readme import snippets as readme_snippets
 
@@ -59,7 +59,7 @@ def assert_catalog_is_the_store(store_dir: Path, archive_dir: Path) -> pd.DataFr
 
 def build_demo(root: Path, pristine_archive: Path, instance):
     """`make demo`'s layout under a folder that stands in for the repo root, run through Dagster."""
-    from ismip6_assets.resources import ArchiveResource
+    from ismip6_assets.defs.resources import ArchiveResource
 
     archive_dir, store_dir = root / "data" / "sample-archive", root / "data" / "store"
     shutil.copytree(pristine_archive, archive_dir)

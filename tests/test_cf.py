@@ -7,8 +7,8 @@ import cf_xarray  # noqa: F401 - registers the .cf accessor
 import icechunk
 import pytest
 
-from ismip6_assets.fixes.grid import EPSG_3031_WKT
-from ismip6_assets.variables import VARIABLES
+from ismip6_assets.core.fixes.grid import EPSG_3031_WKT
+from ismip6_assets.core.variables import VARIABLES
 from tests.conftest import open_group
 
 KEY = "AWI/PISM1/exp05"

@@ -20,14 +20,14 @@ from urllib.parse import unquote
 
 import pytest
 
-from ismip6_assets.gcs import gcs_filesystem
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import commit_plan, replan, store_diff
-from ismip6_assets.store import check_store, commit_partition, open_repository, writer_lock
-from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core.gcs import gcs_filesystem
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.reconcile import commit_plan, replan, store_diff
+from ismip6_assets.core.store import check_store, commit_partition, open_repository, writer_lock
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.support.gcs_fixtures import STORE_BUCKET, emulator_access, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 KEY = PartitionKey.parse("AWI/PISM1/exp05")

@@ -10,11 +10,19 @@ from ismip6_assets.definitions import defs
 REPO = Path(__file__).resolve().parents[1]
 
 
+def commit_policy_batches(defs) -> bool:
+    """Every partitioned asset batches partitions into runs the same way (one run covers all three)."""
+    policies = {defs.resolve_assets_def(k).backfill_policy for k in ("file_index", "virtual_dataset", "icechunk_commit")}
+    return len(policies) == 1 and policies.pop().max_partitions_per_run == 25
+
+
 def test_definitions_name_the_product():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
     assert {k.name for k in graph.asset_check_keys} == {"reconciliation"}
-    assert defs.resolve_sensor_def("archive_sensor").job_name == "materialize_partition"
+    sensor = defs.resolve_sensor_def("archive_sensor")  # targets the assets it requests backfills of
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
+    assert commit_policy_batches(defs)
     commit = defs.resolve_assets_def("icechunk_commit")
     assert commit.partitions_def.name == "model_experiment"
     assert commit.op.pool == "icechunk_writer"

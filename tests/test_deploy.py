@@ -9,8 +9,8 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes import ConfigurableClassData
 
-from ismip6_assets.run_launcher import LocalRunLauncher
-from ismip6_assets.runs import ONE_MACHINE_INSTANCE
+from ismip6_assets.defs.run_launcher import LocalRunLauncher
+from ismip6_assets.cli.runs import ONE_MACHINE_INSTANCE
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "deploy" / "cluster"
@@ -41,7 +41,7 @@ def test_a_dead_local_run_worker_is_seen(tmp_path):
     import subprocess
     import sys
 
-    from ismip6_assets.run_launcher import process_alive
+    from ismip6_assets.defs.run_launcher import process_alive
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -65,7 +65,7 @@ def test_the_cluster_instance_loads_its_launcher_and_the_definitions_without_a_c
 
     # The code location under the cluster's environment: settings as dg.EnvVar, resolved in each run.
     from ismip6_assets.definitions import build_definitions
-    from ismip6_assets.resources import archive_resource_from_environment
+    from ismip6_assets.defs.resources import archive_resource_from_environment
 
     archive = archive_resource_from_environment()
     assert archive.source_url == dg.EnvVar("ISMIP6_SOURCE_URL") and archive.executor == dg.EnvVar("ISMIP6_EXECUTOR")

@@ -9,10 +9,10 @@ import pytest
 import xarray as xr
 import zarr
 
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runs import run_archive, run_partition
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.cli.runs import run_archive, run_partition
 from tests.conftest import open_group, open_plain_repo
 
 
@@ -103,7 +103,7 @@ def test_group_deleted_from_store_fails_the_check_at_error(archive, archive_dir,
     del zarr.open_group(session.store, mode="a")["DOE_MALI/expA1/orog"]
     session.commit("delete a group by hand")
 
-    from ismip6_assets.reconcile import partition_diff
+    from ismip6_assets.core.reconcile import partition_diff
 
     _, diff = partition_diff(parse_location(str(archive_dir), "s"), parse_location(str(store_dir), "t"), PartitionKey.parse(key))
     assert diff.status == "ERROR"
@@ -112,7 +112,7 @@ def test_group_deleted_from_store_fails_the_check_at_error(archive, archive_dir,
     # Through Dagster: the check evaluation says ERROR and names the file, before the repair.
     import dagster as dg
 
-    from ismip6_assets.checks import reconciliation
+    from ismip6_assets.defs.checks import reconciliation
     from ismip6_assets.definitions import ASSETS, build_resources
 
     result = dg.materialize(
@@ -128,7 +128,7 @@ def test_group_deleted_from_store_fails_the_check_at_error(archive, archive_dir,
 
 @pytest.mark.slow
 def test_two_files_for_one_group_are_reported_and_neither_replaces_what_is_stored(archive, archive_dir, store_dir, instance):
-    from ismip6_assets.runs import plan_archive
+    from ismip6_assets.cli.runs import plan_archive
 
     key = "AWI/PISM1/exp05"
     folder = archive_dir / "Projection-AIS/AWI/PISM1/exp05"

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ismip6_assets.runs import ONE_MACHINE_INSTANCE
+from ismip6_assets.cli.runs import ONE_MACHINE_INSTANCE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PARTITIONS = 7
@@ -85,7 +85,7 @@ def test_the_sensor_alone_builds_the_sample_archive_through_the_daemon(archive_d
     started = subprocess.run([sys.executable, "-m", "dagster", "sensor", "start", "archive_sensor", *target],
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
-    daemon = subprocess.Popen([sys.executable, "-m", "ismip6_assets.daemon", "run", *target], cwd=REPO, env=env,
+    daemon = subprocess.Popen([sys.executable, "-m", "ismip6_assets.defs.daemon", "run", *target], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:

@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from ismip6_assets import executors, virtualize
-from ismip6_assets.executors import ExecutorSpec, executor_for, make_executor, parse_spec
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import ConfigError, parse_location
-from ismip6_assets.runs import run_partition
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core import executors, virtualize
+from ismip6_assets.core.executors import ExecutorSpec, executor_for, make_executor, parse_spec
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import ConfigError, parse_location
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.conftest import open_group, open_plain_repo
 
 

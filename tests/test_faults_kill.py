@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 import zarr
 
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runs import run_partition
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.cli.runs import run_partition
 from tests.conftest import open_plain_repo
 
 REPO = Path(__file__).resolve().parents[1]

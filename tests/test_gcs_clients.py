@@ -14,13 +14,13 @@ import zarr
 from dagster_gcp import GCSResource
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-from ismip6_assets.failures import write_failures
-from ismip6_assets.gcs import gcs_filesystem, icechunk_gcs_storage, obstore_gcs_store
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.sensors import archive_sensor
-from ismip6_assets.virtualize import FailureRecord
+from ismip6_assets.core.failures import write_failures
+from ismip6_assets.core.gcs import gcs_filesystem, icechunk_gcs_storage, obstore_gcs_store
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.defs.sensors import archive_sensor
+from ismip6_assets.core.virtualize import FailureRecord
 from tests.support.gcs_fixtures import emulator_access, emulator_host, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gcs

@@ -18,13 +18,13 @@ import pytest
 import xarray as xr
 import zarr
 
-from ismip6_assets.gcs import emulator_service_account_key, gcs_filesystem
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.store_state import load_store_state, read_partition_state
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core.gcs import emulator_service_account_key, gcs_filesystem
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.store import commit_partition, open_repository
+from ismip6_assets.core.store_state import load_store_state, read_partition_state
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.support.gcs_fixtures import emulator_access, emulator_host, BAD_FILE, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gcs
@@ -254,8 +254,8 @@ def test_concurrent_remote_path_at_latency_gives_the_local_store_key_by_key(gcs,
     their generation): the two stores hold the same keys, documents and chunk bytes."""
     import dagster as dg
 
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import run_archive
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import run_archive
 
     local = ArchiveResource(source_url=str(gcs_archive), store_url=str(tmp_path / "store"))
     remote = ArchiveResource(source_url="gs://ismip6", store_url=f"gs://{STORE_BUCKET}/{uuid.uuid4().hex[:8]}", storage_emulator_host=emulator_host())

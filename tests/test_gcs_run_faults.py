@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runs import run_partition
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.cli.runs import run_partition
 from tests.support.gcs_fixtures import emulator_access, emulator_host, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
 KEY = "AWI/PISM1/exp05"

@@ -17,14 +17,14 @@ import zarr
 from virtualizarr.manifests import ChunkManifest, ManifestArray
 from zarr.core.buffer import default_buffer_prototype
 
-from ismip6_assets import group_writer
-from ismip6_assets.group_writer import can_render, render_coordinates, write_groups
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.sample_archive import write_sample_archive
-from ismip6_assets.sample_quirks import write_quirk_archive
-from ismip6_assets.store import open_repository
-from ismip6_assets.virtualize import VirtualizedFile, virtualize_file
+from ismip6_assets.core import group_writer
+from ismip6_assets.core.group_writer import can_render, render_coordinates, write_groups
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.sample_archive import write_sample_archive
+from ismip6_assets.core.sample_quirks import write_quirk_archive
+from ismip6_assets.core.store import open_repository
+from ismip6_assets.core.virtualize import VirtualizedFile, virtualize_file
 from tests.conftest import open_group, open_plain_repo
 
 

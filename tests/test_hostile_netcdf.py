@@ -13,11 +13,11 @@ import dagster as dg
 import netCDF4
 import pytest
 
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runs import run_partition
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.store import open_repository
-from ismip6_assets.store_state import read_partition_state
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.store import open_repository
+from ismip6_assets.core.store_state import read_partition_state
 
 KEY = "EVIL/M1/exp01"
 REPO = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
 import pandas as pd
 
-from ismip6_assets.index import INDEX_COLUMNS, list_archive, read_full_index, write_index
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.sample_archive import SAMPLE_EXPERIMENTS
+from ismip6_assets.core.index import INDEX_COLUMNS, list_archive, read_full_index, write_index
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.sample_archive import SAMPLE_EXPERIMENTS
 
 
 def test_listing_indexes_every_sample_file_and_counts_ignored(archive_dir):
@@ -61,7 +61,7 @@ def test_group_collisions_between_models_are_ignored_not_merged(archive_dir):
 
 
 def test_two_files_for_one_group_are_both_flagged_and_ignored_with_the_reason_unless_one_is_skip_listed(archive_dir):
-    from ismip6_assets.skip_list import SkipList
+    from ismip6_assets.core.skip_list import SkipList
 
     folder = archive_dir / "Projection-AIS/AWI/PISM1/exp05"
     copy = folder / "lithk_AIS_AWI_PISM1_exp05 (copy).nc"

@@ -8,8 +8,8 @@ import dagster as dg
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from ismip6_assets.gcs import GcsAccess, gcs_filesystem
-from ismip6_assets.locations import parse_location
+from ismip6_assets.core.gcs import GcsAccess, gcs_filesystem
+from ismip6_assets.core.locations import parse_location
 
 
 class AnonymousGCS(dg.ConfigurableResource):

@@ -12,11 +12,11 @@ import zarr
 
 from ismip6_assets.cli import main as ismip6
 from ismip6_assets.definitions import defs
-from ismip6_assets.jobs import store_maintenance_job
-from ismip6_assets.maintenance import reachable_snapshots
-from ismip6_assets.runs import run_partition
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.store_state import _read_all
+from ismip6_assets.defs.jobs import store_maintenance_job
+from ismip6_assets.core.maintenance import reachable_snapshots
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.store_state import _read_all
 from tests.conftest import N_TIMES, open_group, open_plain_repo
 
 KEYS = ("AWI/PISM1/exp05", "DOE/MALI/expA1", "UCIJPL/ISSM/exp13")

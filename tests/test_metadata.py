@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ismip6_assets.assets.metadata import file_records
+from ismip6_assets.defs.assets.metadata import file_records
 from ismip6_assets.definitions import ASSETS, CHECKS, build_resources
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.conftest import open_plain_repo
 
 KEY = "AWI/PISM1/exp05"

@@ -1,6 +1,6 @@
 import pytest
 
-from ismip6_assets.paths import InvalidName, PartitionKey, parse_archive_path
+from ismip6_assets.core.paths import InvalidName, PartitionKey, parse_archive_path
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import xarray as xr
 import zarr
 from PIL import Image
 
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.preview import SIZE_PX, partition_preview, read_slice, render_png
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.preview import SIZE_PX, partition_preview, read_slice, render_png
 
 KEY = "AWI/PISM1/exp05"
 PARTITION = PartitionKey.parse(KEY)

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from ismip6_assets.cli import main
-from ismip6_assets.sample_quirks import BROKEN_PARTITION, FORMATS_PARTITION, QUIRK_FILES, SKIPPED_PARTITION
+from ismip6_assets.core.sample_quirks import BROKEN_PARTITION, FORMATS_PARTITION, QUIRK_FILES, SKIPPED_PARTITION
 from tests.conftest import open_plain_repo
 from tests.quirks_support import build_quirk_store, copy_partition
 
@@ -18,8 +18,8 @@ def quirks(tmp_path_factory):
 
 
 def _run(quirks, tmp_path, instance, partition):
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import run_partition
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import run_partition
 
     archive = copy_partition(quirks.archive, tmp_path / "archive", partition)
     instance.add_dynamic_partitions("model_experiment", [partition])
@@ -91,10 +91,10 @@ def test_broken_files_are_failure_records_and_the_rest_is_committed(quirks, tmp_
 
 @pytest.mark.slow
 def test_skip_listed_files_show_as_skipped_not_missing(quirks, tmp_path, instance, archive, archive_dir):
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.paths import PartitionKey
-    from ismip6_assets.runs import run_partition
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.cli.runs import run_partition
 
     # A whole skip-listed folder (NCAR/CISM/expD12/): indexed, reported skipped, the check passes.
     _, outcome = _run(quirks, tmp_path, instance, SKIPPED_PARTITION)

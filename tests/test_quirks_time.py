@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from ismip6_assets.sample_quirks import GARBAGE_PARTITION
+from ismip6_assets.core.sample_quirks import GARBAGE_PARTITION
 from tests.conftest import open_plain_repo
 from tests.quirks_support import build_quirk_store, copy_partition, decoded, jan1
 
@@ -86,7 +86,7 @@ def test_garbage_time_takes_the_axis_of_the_partitions_other_files(quirks, quirk
 
 
 def test_garbage_time_with_no_axis_of_its_length_is_a_failure_record(quirks):
-    from ismip6_assets.virtualize import FailureRecord
+    from ismip6_assets.core.virtualize import FailureRecord
 
     failure = quirks.results["time_garbage_no_partner"]
     assert isinstance(failure, FailureRecord) and failure.url == f"file://{quirks.path('time_garbage_no_partner')}"
@@ -112,8 +112,8 @@ def test_quirks_cftime_cannot_read_are_refused_by_xarray_on_the_source(quirks):
 def test_borrowed_time_is_counted_in_the_partition_metadata(quirks, tmp_path, instance):
     import dagster as dg
 
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import run_partition
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import run_partition
 
     archive = copy_partition(quirks.archive, tmp_path / "archive", GARBAGE_PARTITION)
     instance.add_dynamic_partitions("model_experiment", [GARBAGE_PARTITION])
@@ -130,13 +130,13 @@ def test_borrowed_time_is_counted_in_the_partition_metadata(quirks, tmp_path, in
     [("1-1-2015", "2015-01-01"), ("2015-1-0", "2015-01-01"), ("2015-01-00 00:00:00", "2015-01-01 00:00:00"), ("2015-7-1", "2015-07-01")],
 )
 def test_epoch_repair(epoch, repaired):
-    from ismip6_assets.fixes.time_units import repair_epoch
+    from ismip6_assets.core.fixes.time_units import repair_epoch
 
     assert repair_epoch(epoch)[0] == repaired
 
 
 def test_unitless_steps_under_a_month_are_refused():
-    from ismip6_assets.fixes.time_units import UndecodableTime, time_decoding
+    from ismip6_assets.core.fixes.time_units import UndecodableTime, time_decoding
 
     # 0, 1, 2, … may count years; read as days they would end in 2015 instead of 2100.
     with pytest.raises(UndecodableTime, match="steps under a month"):

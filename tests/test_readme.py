@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ismip6_assets.sample_archive import write_sample_archive
+from ismip6_assets.core.sample_archive import write_sample_archive
 from tests.test_views import commit_archive
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -72,9 +72,9 @@ def test_the_read_snippet_prints_the_mean_of_the_first_time_step(demo):
 @pytest.fixture(scope="module")
 def sea_level_demo(tmp_path_factory) -> Path:
     """A store whose sea level is computed: the test archive built from Seroussi et al. (2020)'s numbers."""
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.sea_level_store import refresh_sea_level
-    from ismip6_assets.store import open_repository
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.sea_level_store import refresh_sea_level
+    from ismip6_assets.core.store import open_repository
     from tests.sea_level_support import write_real_numbers_archive
 
     root = tmp_path_factory.mktemp("sea_level_demo")
@@ -96,9 +96,9 @@ def test_the_sea_level_snippet_prints_the_2100_numbers_and_the_ensemble_median(s
 
 def test_the_demo_has_an_empty_sea_level_table_with_every_partitions_reason(demo):
     """What the README says of `make demo`: no sample partition has lithk, topg, sftgif and sftgrf."""
-    from ismip6_assets.locations import parse_location
-    from ismip6_assets.sea_level_store import refresh_sea_level
-    from ismip6_assets.store import open_repository
+    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.core.sea_level_store import refresh_sea_level
+    from ismip6_assets.core.store import open_repository
 
     store = parse_location(str(demo / "data" / "store"), "store")
     result = refresh_sea_level(open_repository(store, parse_location(str(demo / "data" / "sample-archive"), "source")), store)

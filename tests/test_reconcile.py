@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ismip6_assets.index import INDEX_COLUMNS
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import commit_plan, refresh_requests, store_diff
-from ismip6_assets.store_state import PartitionState, StoredGroup
-from ismip6_assets.virtualize import FailureRecord
+from ismip6_assets.core.index import INDEX_COLUMNS
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.reconcile import commit_plan, refresh_requests, store_diff
+from ismip6_assets.core.store_state import PartitionState, StoredGroup
+from ismip6_assets.core.virtualize import FailureRecord
 
 KEY = PartitionKey("AWI", "PISM1", "exp05")
 

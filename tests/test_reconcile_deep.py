@@ -8,11 +8,11 @@ import os
 import dagster as dg
 import pytest
 
-from ismip6_assets.checks import reconciliation
+from ismip6_assets.defs.checks import reconciliation
 from ismip6_assets.definitions import ASSETS, build_resources
-from ismip6_assets.runs import run_partition
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.verify import sample_chunks
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.verify import sample_chunks
 from tests.conftest import N_TIMES, open_plain_repo
 
 KEY = "DOE/MALI/expA1"  # contiguous NetCDF4

@@ -17,13 +17,13 @@ import pytest
 import xarray as xr
 import zarr
 
-from ismip6_assets.checks import reconciliation
+from ismip6_assets.defs.checks import reconciliation
 from ismip6_assets.cli import main as ismip6
 from ismip6_assets.definitions import ASSETS, build_resources
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.sensors import archive_sensor
-from ismip6_assets.sensors import requested_partitions
-from ismip6_assets.runs import run_archive, run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.defs.sensors import archive_sensor
+from ismip6_assets.defs.sensors import requested_partitions
+from ismip6_assets.cli.runs import run_archive, run_partition
 from tests.conftest import N_TIMES, open_group, open_plain_repo
 
 ADDED, NEW, REWRITTEN, DELETED, HAND_DELETED, CORRUPTED = (

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ismip6_assets.sample_archive import RHO_ICE, RHO_SEA, SAMPLE_EXPERIMENTS, file_name, grid, ice_sheet
+from ismip6_assets.core.sample_archive import RHO_ICE, RHO_SEA, SAMPLE_EXPERIMENTS, file_name, grid, ice_sheet
 from tests.conftest import N_TIMES
 
 OCEAN_AREA = 3.625e14  # m2

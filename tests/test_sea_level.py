@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from ismip6_assets.locations import parse_location
-from ismip6_assets.sea_level import densities
-from ismip6_assets.sea_level_store import ensemble_group, read_table, refresh_sea_level, table_path
-from ismip6_assets.store import open_repository
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.sea_level import densities
+from ismip6_assets.core.sea_level_store import ensemble_group, read_table, refresh_sea_level, table_path
+from ismip6_assets.core.store import open_repository
 from tests.conftest import open_plain_repo
 from tests.sea_level_support import expected_sle_mm, reference, write_real_numbers_archive
 from tests.test_views import commit_archive
@@ -97,8 +97,8 @@ def test_the_ensemble_opens_with_plain_xarray(built):
 
 
 def test_the_stac_collection_names_the_table_and_each_items_ensemble(built):
-    from ismip6_assets.catalog import build_catalog
-    from ismip6_assets.stac import build_collection
+    from ismip6_assets.core.catalog import build_catalog
+    from ismip6_assets.core.stac import build_collection
 
     archive, store, _ = built
     location = parse_location(str(store), "store")
@@ -138,9 +138,9 @@ def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_
 def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
     """Runs last: it deletes a source file behind the store's back. The refresh goes on, and the
     reason is not cached: the next refresh tries the partition again."""
-    from ismip6_assets.sea_level_store import _cached_volume, partition_volume
-    from ismip6_assets.store_state import read_partition_state
-    from ismip6_assets.paths import PartitionKey
+    from ismip6_assets.core.sea_level_store import _cached_volume, partition_volume
+    from ismip6_assets.core.store_state import read_partition_state
+    from ismip6_assets.core.paths import PartitionKey
 
     archive, store, _ = built
     repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))

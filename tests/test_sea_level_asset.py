@@ -7,8 +7,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runs import run_archive
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.cli.runs import run_archive
 from tests.sea_level_support import write_real_numbers_archive
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ismip6_assets.redact import redact
-from ismip6_assets.virtualize import one_line
+from ismip6_assets.core.redact import redact
+from ismip6_assets.core.virtualize import one_line
 
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEFAKEKEYMATERIALxq9Zs1\n-----END PRIVATE KEY-----\n"
 KEY_ID = "fakekeyid0123456789abcdef"

@@ -9,8 +9,8 @@ import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
 from ismip6_assets.definitions import build_definitions
-from ismip6_assets.runs import BACKFILL_ASSETS
-from ismip6_assets.sensors import REQUEST_TAG, archive_sensor, requested_partitions
+from ismip6_assets.cli.runs import BACKFILL_ASSETS
+from ismip6_assets.defs.sensors import REQUEST_TAG, archive_sensor, requested_partitions
 
 PARTITIONS = [
     "AWI/PISM1/ctrl_proj_std", "AWI/PISM1/exp05", "DOE/MALI/expA1", "ILTS_PIK/SICOPOLIS1/exp05", "ILTS_PIK/SICOPOLIS1/hist_std", "UCIJPL/ISSM/exp13", "ULB/fETISh_16km/expA6",
@@ -68,7 +68,7 @@ def test_a_backfill_that_left_the_store_behind_is_requested_again_under_a_new_ke
 
 
 def test_one_changed_partition_is_one_partition_of_work(archive, archive_dir, instance):
-    from ismip6_assets.runs import run_archive
+    from ismip6_assets.cli.runs import run_archive
 
     run_archive(archive, instance, in_process=True)
     cursor = evaluate(archive, instance, None).cursor

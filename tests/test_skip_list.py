@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from ismip6_assets.locations import ConfigError
-from ismip6_assets.runs import run_partition
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.skip_list import DEFAULT_SKIP_LIST, SkipList
-from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.paths import PartitionKey
+from ismip6_assets.core.locations import ConfigError
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.skip_list import DEFAULT_SKIP_LIST, SkipList
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.paths import PartitionKey
 from tests.conftest import N_TIMES
 
 KEY = "ULB/fETISh_16km/expA6"  # holds the sample archive's 0-byte xvelbase file, skip-listed with size=0
@@ -73,8 +73,8 @@ def test_a_redelivered_file_is_stored_and_its_entry_reported_stale(archive, arch
 
 
 def test_a_folder_entry_skips_what_was_delivered_before_its_date(archive_dir, tmp_path, monkeypatch):
-    from ismip6_assets.index import list_archive
-    from ismip6_assets.locations import parse_location
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.locations import parse_location
 
     folder = archive_dir / "Projection-AIS" / "AWI" / "PISM1" / "exp05"
     old = next(folder.glob("lithk_*.nc"))

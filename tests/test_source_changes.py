@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import commit_plan, partition_diff, store_diff
-from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.virtualize import FailureRecord, virtualize_rows
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.reconcile import commit_plan, partition_diff, store_diff
+from ismip6_assets.core.store import commit_partition, open_repository
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.virtualize import FailureRecord, virtualize_rows
 
 KEY = PartitionKey("AWI", "PISM1", "exp05")
 

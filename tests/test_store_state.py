@@ -11,10 +11,10 @@ import json
 import pytest
 import zarr
 
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.runs import run_archive, run_partition
-from ismip6_assets.store import open_repository
-from ismip6_assets.store_state import load_store_state, read_partition_state, state_cache_path
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.cli.runs import run_archive, run_partition
+from ismip6_assets.core.store import open_repository
+from ismip6_assets.core.store_state import load_store_state, read_partition_state, state_cache_path
 
 KEY = PartitionKey.parse("AWI/PISM1/exp05")
 

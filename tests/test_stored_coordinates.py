@@ -7,15 +7,15 @@ import cftime
 import numpy as np
 import pytest
 
-from ismip6_assets.fixes.grid_units import metres_axis_problem
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.sample_archive import grid
-from ismip6_assets.store import open_repository
-from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.stored_coordinates import time_problem
-from ismip6_assets.verify import SamplePolicy, verify_partition
+from ismip6_assets.core.fixes.grid_units import metres_axis_problem
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.sample_archive import grid
+from ismip6_assets.core.store import open_repository
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.stored_coordinates import time_problem
+from ismip6_assets.core.verify import SamplePolicy, verify_partition
 from tests.quirks_support import build_quirk_store
 
 DAYS = {"units": "days since 2000-01-01", "calendar": "proleptic_gregorian"}

@@ -15,10 +15,10 @@ import pytest
 import zarr
 from zarr.core.sync import sync
 
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runs import run_partition
-from ismip6_assets.sample_archive import sample_dataset, write_netcdf
-from ismip6_assets.sample_quirks import (
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
+from ismip6_assets.core.sample_quirks import (
     CONTIGUOUS_PARTITION,
     GRID_PARTITION,
     SENTINEL_PARTITION,
@@ -26,14 +26,14 @@ from ismip6_assets.sample_quirks import (
     UNITLESS_PARTITION,
     write_quirk_archive,
 )
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import store_diff
-from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.store_state import read_partition_state
-from ismip6_assets.verify import SamplePolicy, chunk_region, sample_chunks, verify_partition
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.reconcile import store_diff
+from ismip6_assets.core.store import commit_partition, open_repository
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.verify import SamplePolicy, chunk_region, sample_chunks, verify_partition
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.conftest import open_plain_repo
 from tests.quirks_support import copy_partition
 from tests.test_reconcile_deep import check

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.reconcile import commit_plan, store_diff
-from ismip6_assets.sample_archive import grid
-from ismip6_assets.store import commit_partition, open_repository
-from ismip6_assets.store_state import read_partition_state, read_store_state
-from ismip6_assets.views import view_group
-from ismip6_assets.virtualize import virtualize_rows
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.reconcile import commit_plan, store_diff
+from ismip6_assets.core.sample_archive import grid
+from ismip6_assets.core.store import commit_partition, open_repository
+from ismip6_assets.core.store_state import read_partition_state, read_store_state
+from ismip6_assets.core.views import view_group
+from ismip6_assets.core.virtualize import virtualize_rows
 from tests.conftest import open_plain_repo
 
 N = 31
@@ -242,9 +242,9 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
     import zarr
 
     from ismip6_assets.cli import main as ismip6
-    from ismip6_assets.resources import ArchiveResource
-    from ismip6_assets.runs import run_archive
-    from ismip6_assets.sensors import requested_partitions
+    from ismip6_assets.defs.resources import ArchiveResource
+    from ismip6_assets.cli.runs import run_archive
+    from ismip6_assets.defs.sensors import requested_partitions
     from tests.test_repair import tick
 
     archive, store = tmp_path / "archive", tmp_path / "store"
@@ -277,8 +277,8 @@ def test_a_view_lost_or_stale_is_error_named_requested_and_repaired_and_goes_wit
 
 
 def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_and_why(built):
-    from ismip6_assets.assets.metadata import view_metadata
-    from ismip6_assets.view_writer import read_view
+    from ismip6_assets.defs.assets.metadata import view_metadata
+    from ismip6_assets.core.view_writer import read_view
 
     archive, store = built
     view = read_view(open_plain_repo(store, archive).readonly_session("main").store, CONVENTIONS)
@@ -300,8 +300,8 @@ def test_cf_tools_find_the_views_crs(built):
 
 
 def test_the_deep_check_samples_the_view_and_finds_a_wrong_reference_in_it(built, tmp_path):
-    from ismip6_assets.reconcile import partition_diff
-    from ismip6_assets.verify import SamplePolicy, sample_chunks, verify_partition
+    from ismip6_assets.core.reconcile import partition_diff
+    from ismip6_assets.core.verify import SamplePolicy, sample_chunks, verify_partition
 
     archive, store = tmp_path / "archive", tmp_path / "store"
     shutil.copytree(built[0], archive)
@@ -338,8 +338,8 @@ def zarr_array(store, path: str):
 @pytest.mark.parametrize("axis", [(2015, 2018), (2013, 2020), (2011, 2020)])
 def test_the_numpy_shift_is_virtualizarrs_lazy_reindex(built, variable, axis):
     """The fast path for consecutive years builds what xarray's reindex on the ManifestArray builds."""
-    from ismip6_assets.view_writer import field_of_file
-    from ismip6_assets.views import _shift, model_years
+    from ismip6_assets.core.view_writer import field_of_file
+    from ismip6_assets.core.views import _shift, model_years
 
     archive, _store = built
     source = parse_location(str(archive), "source")
@@ -426,7 +426,7 @@ def test_a_left_out_variable_adds_no_year_to_the_axis_and_keeps_its_own_years_in
     """lithk 2015-2016 fits; xvelmean's 2-step chunks start a year in (2016-2019) and are left out: the
     axis is lithk's 2015-2016, not 2015-2019 (four years on which every field would read NaN), and
     the catalog still says xvelmean covers 2016-2019."""
-    from ismip6_assets.catalog import build_catalog
+    from ismip6_assets.core.catalog import build_catalog
 
     archive, store = tmp_path / "archive", tmp_path / "store"
     key = PartitionKey("UTAS", "ElmerIce", "ctrl_proj_open")

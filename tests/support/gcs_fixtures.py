@@ -58,14 +58,14 @@ def gcs(gcs_emulator, monkeypatch):
 def gcs_archive(gcs_emulator, tmp_path_factory) -> Path:
     """The sample archive (2 time steps) uploaded to gs://ismip6/, plus one file that is not NetCDF
     so that a failure record is written. Returns the local copy; tests must not change the bucket."""
-    from ismip6_assets.sample_archive import write_sample_archive
+    from ismip6_assets.core.sample_archive import write_sample_archive
 
     local = tmp_path_factory.mktemp("gcs-archive") / "archive"
     write_sample_archive(local, n_times=2)
     (local / BAD_FILE).write_bytes(b"this is not a NetCDF file\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
-        from ismip6_assets.gcs import gcs_filesystem
+        from ismip6_assets.core.gcs import gcs_filesystem
 
         gcs_filesystem(emulator_access()).put(str(local / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
     return local
@@ -77,7 +77,7 @@ BAD_FILE = "Projection-AIS/DOE/MALI/expA1/topg_AIS_DOE_MALI_expA1.nc"
 def emulator_access():
     """How the library reaches the emulator this test set up (the Dagster layer builds the same
     from STORAGE_EMULATOR_HOST)."""
-    from ismip6_assets.gcs import GcsAccess
+    from ismip6_assets.core.gcs import GcsAccess
 
     return GcsAccess(emulator_host=os.environ["STORAGE_EMULATOR_HOST"])
 

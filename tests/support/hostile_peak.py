@@ -14,10 +14,10 @@ import resource
 import sys
 import time
 
-from ismip6_assets.index import list_archive
-from ismip6_assets.locations import parse_location
-from ismip6_assets.paths import PartitionKey
-from ismip6_assets.virtualize import FailureRecord, virtualize_file
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.virtualize import FailureRecord, virtualize_file
 
 
 def peak_mb() -> float:

@@ -18,10 +18,10 @@ from pathlib import Path
 import dagster as dg
 import icechunk
 
-import ismip6_assets.store as store_module
-import ismip6_assets.virtualize as virtualize
-from ismip6_assets.resources import ArchiveResource
-from ismip6_assets.runs import run_partition
+import ismip6_assets.core.store as store_module
+import ismip6_assets.core.virtualize as virtualize
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.cli.runs import run_partition
 
 
 def park(marker: Path) -> None:

@@ -1,0 +1,3 @@
+from ismip6_assets.cli import entry
+
+entry()

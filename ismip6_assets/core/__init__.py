@@ -1,0 +1,1 @@
+"""The library: everything that knows neither Dagster nor the environment (values in, values out)."""

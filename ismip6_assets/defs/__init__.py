@@ -1,0 +1,1 @@
+"""The Dagster layer, one module per concept (dagster-open-platform's layout): wiring only, the logic is in `core`."""

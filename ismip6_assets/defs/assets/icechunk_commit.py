@@ -1,0 +1,98 @@
+import dagster as dg
+import pandas as pd
+
+from ismip6_assets.defs.assets.metadata import failure_table, group_list, open_code, preview_markdown, snippet, view_metadata
+from ismip6_assets.core.failures import write_failures
+from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
+from ismip6_assets.core.paths import PartitionKey
+from ismip6_assets.core.preview import partition_preview, stored_variables
+from ismip6_assets.core.reconcile import commit_plan, replan, store_diff
+from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.core.store import BRANCH, commit_partition
+from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.view_writer import read_view
+from ismip6_assets.core.virtualize import VirtualizationResult, one_line
+
+WRITER_POOL = "icechunk_writer"
+
+
+@dg.asset(
+    partitions_def=model_experiment_partitions_def,
+    backfill_policy=PARTITION_BACKFILL_POLICY,
+    group_name="ismip6",
+    kinds={"icechunk"},
+    owners=["team:ismip6"],
+    tags={"ismip6/stage": "commit"},
+    pool=WRITER_POOL,
+)
+def icechunk_commit(
+    context: dg.AssetExecutionContext,
+    archive: ArchiveResource,
+    file_index: dict[str, pd.DataFrame],
+    virtual_dataset: dict[str, VirtualizationResult],
+) -> dg.MaterializeResult:
+    """The partition's groups ``{INST}_{MODEL}/{EXP}/{variable}`` in the Icechunk store, one commit per partition.
+
+    Partitioned per model/experiment: one commit per partition keeps each delivery atomic. Writes
+    only what the store lacks (missing/stale files), removes groups whose source is gone, records
+    current failures, and rebuilds the partition's view (every variable on model years) in the same
+    commit. Metadata: the commit, the view (years, variables, those left out and why), a copy-paste
+    xarray snippet that opens the view and a preview map of one time slice read back through the
+    store (proof that the virtual references resolve). A run over several partitions commits them
+    one after another, each in its own commit with its own metadata.
+    """
+    keys = list(file_index)
+    for i, key in enumerate(keys, start=1):
+        metadata = commit_one(context, archive, PartitionKey.parse(key), file_index[key], virtual_dataset[key])
+        context.add_asset_metadata(metadata, partition_key=key)
+        context.log.info(f"[{i}/{len(keys)}] {key}: {metadata['commit_message']}")
+    return dg.MaterializeResult()
+
+
+def commit_one(
+    context: dg.AssetExecutionContext, archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult
+) -> dict:
+    """One partition's commit and the metadata its materialization shows."""
+    repo = archive.repository()
+    diff = store_diff(partition, rows, read_partition_state(repo, partition))
+    plan = commit_plan(diff, virtualized.files, virtualized.failures)
+    # Planned again in the commit's own session: what another machine committed meanwhile is not committed twice.
+    again = replan(partition, rows, virtualized.files, virtualized.failures)
+    snapshot, message = commit_partition(
+        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view,
+        lock=archive.writer_lock, replan=again,
+    )
+    failures_url = write_failures(archive.store, virtualized.failures)
+    # No commit: another writer did the work (commit_partition's replan), so this run wrote nothing.
+    written = [vf.group for vf in plan.write] if snapshot else []
+    removed = [partition.variable_group(v) for v in plan.remove] if snapshot else []
+    # One session, at the commit just made, serves every read below (each fresh session of the
+    # branch looks up its head first: a round trip on gs://).
+    session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(BRANCH)
+    stored = stored_variables(repo, partition, session=session)
+    preview, preview_error = None, ""
+    try:
+        preview = partition_preview(repo, partition, stored=stored, session=session)
+    except Exception as exc:  # noqa: BLE001 - a preview that cannot read its refs says so; the check judges the store
+        preview_error = f"reading through the store failed: {one_line(exc)}"
+        context.log.warning(f"{partition}: preview {preview_error}")
+    example = preview.variable if preview else (stored[0] if stored else "lithk")
+    view = read_view(session.store, partition)
+    return {
+            "commit_id": snapshot or "",
+            "commit_message": message or "nothing to commit: the store already matched the archive",
+            "branch_head": session.snapshot_id,  # the head this commit made (or found nothing to change on)
+            "files": len(rows),
+            "groups_written": len(written),
+            "groups_removed": len(removed),
+            "partition_groups": len(stored),  # this partition's variable groups on the branch head
+            "chunk_refs_written": sum(vf.chunk_refs for vf in plan.write),
+            "failures": len(plan.failures),
+            "groups_added": group_list(written),
+            "groups_deleted": group_list(removed),
+            "failure_table": failure_table(plan.failures),
+            **({"failures_log": dg.MetadataValue.path(failures_url)} if failures_url else {}),
+            **view_metadata(view),
+            "open_with_xarray": snippet(open_code(archive.store, archive.source, partition, view, example)),
+            "preview": preview_markdown(preview, preview_error),
+    }
