@@ -38,7 +38,7 @@ def _value(column: str, text: str):
 @lru_cache(maxsize=1)
 def experiment_table() -> dict[str, dict]:
     """Attributes by experiment name; empty cells are left out (a control run has no scenario)."""
-    text = files("ismip6_assets").joinpath(CSV_NAME).read_text(encoding="utf-8")
+    text = files("ismip6_assets.core").joinpath(CSV_NAME).read_text(encoding="utf-8")
     table = {}
     for row in csv.DictReader(io.StringIO(text)):
         table[row["experiment"]] = {ATTRIBUTE_NAMES[c]: _value(c, v) for c, v in row.items() if c in ATTRIBUTE_NAMES and v != ""}
