@@ -173,7 +173,7 @@ def test_two_files_for_one_group_are_reported_and_neither_replaces_what_is_store
     np.testing.assert_array_equal(after["lithk"].values, before["lithk"].values)
     assert after.attrs["ismip6_source_url"] == before.attrs["ismip6_source_url"] == f"file://{folder}/lithk_AIS_AWI_PISM1_exp05.nc"
     # `ismip6 run` and `ismip6 reconcile` plan from the same diff: ERROR, naming both files, no run asked.
-    diff = plan_archive(source, store)[key]
+    diff = plan_archive(archive)[key]
     assert diff.status == "ERROR" and not diff.behind
     assert sorted(u.rsplit("/", 1)[-1] for u in diff.duplicate) == sorted([lithk_copy.name, "lithk_AIS_AWI_PISM1_exp05.nc"])
 

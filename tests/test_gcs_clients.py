@@ -19,7 +19,7 @@ from ismip6_assets.core.gcs import gcs_filesystem, icechunk_gcs_storage, obstore
 from ismip6_assets.core.index import list_archive
 from ismip6_assets.core.locations import parse_location
 from ismip6_assets.defs.resources import ArchiveResource
-from ismip6_assets.defs.sensors import archive_sensor
+from ismip6_assets.defs.sensors import archive_sensor, requested_partitions
 from ismip6_assets.core.virtualize import FailureRecord
 from tests.support.gcs_fixtures import emulator_access, emulator_host, STORE_BUCKET, gcs, gcs_archive, gcs_emulator  # noqa: F401 - fixtures
 
