@@ -108,7 +108,7 @@ def test_catalog_equals_the_store_after_runs_a_deletion_and_a_refresh(demo, inst
     rewritten = archive_dir / "Projection-AIS/AWI/PISM1/exp05/acabf_AIS_AWI_PISM1_exp05.nc"
     write_netcdf(sample_dataset("acabf", "rewritten", N_TIMES), rewritten, "chunked")
     before = os.stat(store_dir / "catalog" / "catalog.parquet").st_mtime_ns
-    reconcile_archive(archive.source, archive.store)  # read-only: the catalog is not touched
+    reconcile_archive(archive)  # read-only: the catalog is not touched
     assert os.stat(store_dir / "catalog" / "catalog.parquet").st_mtime_ns == before
     run_archive(archive, instance, in_process=True)
     catalog = assert_catalog_is_the_store(store_dir, archive_dir)
