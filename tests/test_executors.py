@@ -11,6 +11,7 @@ from ismip6_assets.core.executors import ExecutorSpec, executor_for, make_execut
 from ismip6_assets.core.index import list_archive
 from ismip6_assets.core.locations import ConfigError, parse_location
 from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.virtualize import virtualize_rows
 from tests.conftest import open_group, open_plain_repo
 
@@ -82,17 +83,18 @@ def test_dask_cluster_virtualizes_and_a_partition_commits_through_it(rows_and_so
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         spec = parse_spec(cluster.scheduler_address)
         assert spec.kind == "dask"
-        monkeypatch.setenv("ISMIP6_EXECUTOR", cluster.scheduler_address)
         try:
             # The library through the executor the configuration names.
-            assert _summary(virtualize_rows(rows, source, executor=executor_for(len(rows)))) == expected
+            assert _summary(virtualize_rows(rows, source, executor=executor_for(len(rows), spec))) == expected
             # And one partition through Dagster, its files virtualized on the cluster's worker threads
             # (processes=False: the workers share this process, so the recorder sees their calls).
             monkeypatch.setattr(virtualize, "virtualize_file", _recording_virtualize_file)
             CALLS.clear()
             key = "AWI/PISM1/exp05"
             instance.add_dynamic_partitions("model_experiment", [key])
-            outcome = run_partition(archive, instance, key)
+            # The setting travels with the run: the resource's `executor` field (ISMIP6_EXECUTOR).
+            on_cluster = ArchiveResource(source_url=archive.source_url, store_url=archive.store_url, executor=cluster.scheduler_address)
+            outcome = run_partition(on_cluster, instance, key)
             assert outcome.status == "OK" and outcome.written == 4, outcome
             assert len(CALLS) == 4 and threading.main_thread().name not in CALLS, CALLS
         finally:
