@@ -265,7 +265,7 @@ def test_concurrent_remote_path_at_latency_gives_the_local_store_key_by_key(gcs,
             gcs.set_delay(10)
             gcs.counts(clear=True)
         try:
-            outcomes[name] = run_archive(archive, dg.DagsterInstance.ephemeral())
+            outcomes[name] = run_archive(archive, dg.DagsterInstance.ephemeral(), in_process=True)
         finally:
             gcs.set_delay(0)
     assert [(o.partition, o.status, o.files, o.written) for o in outcomes["remote"]] == [
