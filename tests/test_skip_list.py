@@ -9,6 +9,7 @@ import pytest
 
 from ismip6_assets.core.locations import ConfigError
 from ismip6_assets.cli.runs import run_partition
+from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.sample_archive import sample_dataset, write_netcdf
 from ismip6_assets.core.skip_list import DEFAULT_SKIP_LIST, SkipList
 from ismip6_assets.core.store_state import read_partition_state
@@ -68,8 +69,8 @@ def test_a_redelivered_file_is_stored_and_its_entry_reported_stale(archive, arch
     # Once the entry is removed, the check is OK again.
     custom = tmp_path / "skip.txt"
     custom.write_text("NCAR/CISM/expD12/ before=2022-01-01\n")
-    monkeypatch.setenv("ISMIP6_SKIP_LIST", str(custom))
-    assert run_partition(archive, instance, KEY).status == "OK"
+    with_custom = ArchiveResource(source_url=archive.source_url, store_url=archive.store_url, skip_list=str(custom))  # ISMIP6_SKIP_LIST
+    assert run_partition(with_custom, instance, KEY).status == "OK"
 
 
 def test_a_folder_entry_skips_what_was_delivered_before_its_date(archive_dir, tmp_path, monkeypatch):
@@ -81,8 +82,7 @@ def test_a_folder_entry_skips_what_was_delivered_before_its_date(archive_dir, tm
     os.utime(old, (1.6e9, 1.6e9))  # 2020-09
     custom = tmp_path / "skip.txt"
     custom.write_text("AWI/PISM1/exp05/ before=2022-01-01\n")
-    monkeypatch.setenv("ISMIP6_SKIP_LIST", str(custom))
-    rows = list_archive(parse_location(str(archive_dir), "source"), PartitionKey.parse("AWI/PISM1/exp05")).rows
+    rows = list_archive(parse_location(str(archive_dir), "source"), PartitionKey.parse("AWI/PISM1/exp05"), SkipList.default(custom)).rows
     skipped = dict(zip(rows["variable"], rows["skipped"]))
     assert skipped.pop("lithk") is True and not any(skipped.values())  # the others were written today
     assert set(rows["skip_entry"]) == {"AWI/PISM1/exp05/ before=2022-01-01"}
