@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 demo: setup
 	@[ -d $(DEMO_SOURCE)/Projection-AIS ] || $(VENV)/bin/ismip6 sample-archive $(DEMO_SOURCE)
