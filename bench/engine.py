@@ -38,7 +38,7 @@ import shape  # noqa: E402
 import throughput  # noqa: E402
 
 BIN = Path(sys.executable).parent
-INSTANCE_YAML = REPO / "ismip6_assets" / "dagster.yaml"
+INSTANCE_YAML = REPO / "ismip6_assets" / "defs" / "dagster.yaml"
 
 
 def fresh_home(path: Path) -> Path:
