@@ -43,12 +43,13 @@ def write_partition(root: Path, files: int, grid: int, steps: int) -> None:
 
 def commit(source_url: str, store_url: str) -> None:
     from ismip6_assets.core.index import list_archive
-    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.settings import load_settings
     from ismip6_assets.core.paths import PartitionKey
     from ismip6_assets.core.store import commit_partition, open_repository
     from ismip6_assets.core.virtualize import virtualize_rows
 
-    source, store = parse_location(source_url, "source"), parse_location(store_url, "store")
+    settings = load_settings(source_url, store_url)  # the locations as `ismip6` builds them (STORAGE_EMULATOR_HOST too)
+    source, store = settings.source, settings.store
     rows = list_archive(source, PartitionKey.parse(KEY)).rows
     result = virtualize_rows(rows.to_dict("records"), source)
     assert not result.failures, result.failures
@@ -57,14 +58,15 @@ def commit(source_url: str, store_url: str) -> None:
 
 def measure(source_url: str, store_url: str) -> dict:
     from ismip6_assets.core.index import list_archive
-    from ismip6_assets.core.locations import parse_location
+    from ismip6_assets.settings import load_settings
     from ismip6_assets.core.paths import PartitionKey
     from ismip6_assets.core.reconcile import store_diff
     from ismip6_assets.core.store import open_repository
     from ismip6_assets.core.store_state import read_partition_state
     from ismip6_assets.core.verify import verify_partition
 
-    source, store = parse_location(source_url, "source"), parse_location(store_url, "store")
+    settings = load_settings(source_url, store_url)  # the locations as `ismip6` builds them (STORAGE_EMULATOR_HOST too)
+    source, store = settings.source, settings.store
     repo = open_repository(store, source)
     partition = PartitionKey.parse(KEY)
     state = read_partition_state(repo, partition)
@@ -94,9 +96,9 @@ def main() -> None:
         for bucket in ("ismip6", "ismip6-icechunk"):
             emulator.create_bucket(bucket)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-        from ismip6_assets.core.gcs import gcs_filesystem
+        from ismip6_assets.core.gcs import GcsAccess, gcs_filesystem
 
-        gcs_filesystem().put(str(work / "archive" / "Projection-AIS"), "ismip6/Projection-AIS", recursive=True)
+        gcs_filesystem(GcsAccess(emulator.url)).put(str(work / "archive" / "Projection-AIS"), "ismip6/Projection-AIS", recursive=True)
         store = f"gs://ismip6-icechunk/deep-{uuid.uuid4().hex[:8]}"
         commit("gs://ismip6", store)
         emulator.set_delay(args.latency_ms)

@@ -101,10 +101,10 @@ def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> d
         for bucket in (SOURCE_BUCKET, STORE_BUCKET):
             emulator.create_bucket(bucket)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-        from ismip6_assets.core.gcs import gcs_filesystem
+        from ismip6_assets.core.gcs import GcsAccess, gcs_filesystem
 
         t = time.perf_counter()
-        gcs_filesystem().put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
+        gcs_filesystem(GcsAccess(emulator.url)).put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/Projection-AIS", recursive=True)
         print(f"uploaded the archive to gs://{SOURCE_BUCKET} ({time.perf_counter() - t:.0f} s)", flush=True)
         emulator.set_delay(latency_ms)
         cpu0 = _emulator_cpu(emulator)
@@ -116,7 +116,7 @@ def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> d
         # A refresh after one rewritten file: one listing of the archive, one partition's run.
         touched = shape.touch_one(archive)
         try:
-            gcs_filesystem().put(str(touched), f"{SOURCE_BUCKET}/{touched.relative_to(archive).as_posix()}")
+            gcs_filesystem(GcsAccess(emulator.url)).put(str(touched), f"{SOURCE_BUCKET}/{touched.relative_to(archive).as_posix()}")
             result["gcs_refresh"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
             result["gcs_refresh"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         finally:

@@ -27,7 +27,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import dagster as dg
-import yaml
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, BACKFILL_ID_TAG, PARTITION_NAME_TAG, WILL_RETRY_TAG
 from dagster._core.utils import make_new_backfill_id
@@ -38,11 +37,12 @@ from ismip6_assets.defs.partitions import model_experiment_partitions_def
 from ismip6_assets.core.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.core.redact import redact
 from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.defs.sensors import DERIVED_ASSETS, PARTITIONED_ASSETS
 from ismip6_assets.settings import process_environment
 from ismip6_assets.core.store_state import read_store_state
 
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")
-BACKFILL_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level")]
+BACKFILL_ASSETS = [*PARTITIONED_ASSETS, *sorted(DERIVED_ASSETS, key=str)]  # what the sensor's backfills cover too
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 POLL_SECONDS = 0.5
 # The instance `ismip6 run` uses when DAGSTER_HOME is unset: the one-machine configuration of
@@ -189,7 +189,8 @@ class BackfillWatch:
                         new.append(self._outcome(evaluation))
             if run.status in FINISHED and run.status != dg.DagsterRunStatus.SUCCESS and run.tags.get(WILL_RETRY_TAG) != "true":
                 # A run Dagster retries gives its partitions' outcomes through the retry (same backfill).
-                new += [self._failed(key, run) for key in sorted(self.partitions_of(run)) if key not in self.outcomes]
+                landed = set(self.outcomes) | {o.partition for o in new}
+                new += [self._failed(key, run) for key in sorted(self.partitions_of(run) - landed)]
         for outcome in new:
             self.outcomes[outcome.partition] = outcome
         return new
@@ -234,10 +235,9 @@ def run_settled(run: dg.DagsterRun) -> bool:
 def run_failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     """The first line of the innermost cause of the run's first step failure (or of the run's)."""
     types = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
-    for record in instance.get_records_for_run(run.run_id, of_type=types).records:
-        entry = record.event_log_entry
-        data = entry.dagster_event.event_specific_data
-        error = getattr(data, "error", None)
+    entries = [record.event_log_entry for record in instance.get_records_for_run(run.run_id, of_type=types).records]
+    for entry in entries:
+        error = getattr(entry.dagster_event.event_specific_data, "error", None)
         if error is None:
             continue
         while error.cause is not None:
@@ -245,8 +245,7 @@ def run_failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
         lines = [line.strip() for line in error.message.splitlines() if line.strip(" |")]
         if lines:
             return redact(unquote(lines[0])[:500])
-    messages = [r.event_log_entry.message for r in instance.get_records_for_run(run.run_id, of_type=types).records]
-    return redact(next((m for m in messages if m), f"run {run.status.value.lower()}"))
+    return redact(next((e.message for e in entries if e.message), f"run {run.status.value.lower()}"))
 
 
 def findings(metadata: dict) -> list[dict]:
@@ -366,6 +365,3 @@ def reconcile_archive(archive: ArchiveResource, progress: Callable[[int, int, St
             progress(i, len(diffs), diff)
     return diffs
 
-
-def one_machine_config() -> dict:
-    return yaml.safe_load(ONE_MACHINE_INSTANCE.read_text())
