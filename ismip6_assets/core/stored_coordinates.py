@@ -12,6 +12,7 @@ from __future__ import annotations
 import cftime
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from ismip6_assets.core.fixes.grid_units import metres_axis_problem
 from ismip6_assets.core.fixes.time_units import PLAUSIBLE_YEARS
@@ -36,17 +37,27 @@ def time_problem(values: np.ndarray, attrs: dict) -> str:
     return ""
 
 
+def member_names(store, group: str) -> list[str]:
+    """The names of a stored group's members, from one listing (no member's metadata parsed:
+    zarr's ``Group.arrays()`` reads and parses every member's)."""
+
+    async def listed() -> list[str]:
+        return [name async for name in store.list_dir(group) if name != "zarr.json"]
+
+    return sync(listed())
+
+
 def coordinate_findings(store, group: str) -> list[dict]:
     """Findings (category ``bad_time`` / ``bad_grid``, item the group) for one stored variable group."""
-    stored = zarr.open_group(store, path=group, mode="r", zarr_format=3)
-    names = set(stored.array_keys())
+    names = set(member_names(store, group))
+    arrays = {n: zarr.open_array(store, path=f"{group}/{n}", mode="r", zarr_format=3) for n in ("time", "x", "y") if n in names}
     findings = []
-    if "time" in names:
-        time = stored["time"]
+    if "time" in arrays:
+        time = arrays["time"]
         problem = time_problem(np.asarray(time[...]), dict(time.attrs))
         if problem:
             findings.append({"category": "bad_time", "item": group, "reason": problem})
-    problems = [metres_axis_problem(n, np.asarray(stored[n][...]), dict(stored[n].attrs)) for n in ("x", "y") if n in names]
+    problems = [metres_axis_problem(n, np.asarray(arrays[n][...]), dict(arrays[n].attrs)) for n in ("x", "y") if n in arrays]
     if any(problems):
         findings.append({"category": "bad_grid", "item": group, "reason": "; ".join(p for p in problems if p)})
     return findings

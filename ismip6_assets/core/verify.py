@@ -52,7 +52,7 @@ from ismip6_assets.core.formats import HDF5_MAGIC
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import PartitionState
-from ismip6_assets.core.stored_coordinates import coordinate_findings
+from ismip6_assets.core.stored_coordinates import member_names, coordinate_findings
 from ismip6_assets.core.view_writer import field_of_group
 from ismip6_assets.core.views import TIME, VARIABLES_ATTR, VIEW_ROOT, YEAR, experiment_of_view, model_years
 from ismip6_assets.core.virtualize import COORDINATE_NAMES, one_line
@@ -153,13 +153,15 @@ def _is_hdf5(opened) -> bool:
 
 def _candidates(session: icechunk.Session, group: str, url: str) -> list[_Candidate]:
     """The data arrays of ``group``: coordinates are loaded inline and re-encoded (our bytes, not the
-    source's), and ``year`` is ours (fixes/model_years.py)."""
-    stored = zarr.open_group(session.store, path=group, mode="r", zarr_format=3)
-    return [
-        _Candidate(group, name, url, tuple(array.shape), tuple(array.chunks))
-        for name, array in stored.arrays()
-        if array.ndim and name not in COORDINATE_NAMES and name != YEAR
-    ]
+    source's), and ``year`` is ours (fixes/model_years.py). Only the data arrays' metadata is read."""
+    candidates = []
+    for name in member_names(session.store, group):
+        if name in COORDINATE_NAMES or name == YEAR:
+            continue
+        array = zarr.open_array(session.store, path=f"{group}/{name}", mode="r", zarr_format=3)
+        if array.ndim:
+            candidates.append(_Candidate(group, name, url, tuple(array.shape), tuple(array.chunks)))
+    return candidates
 
 
 def compare_chunk(session: icechunk.Session, source: Location, candidate: _Candidate, coords: tuple[int, ...]) -> str:
@@ -184,8 +186,8 @@ def compare_chunk(session: icechunk.Session, source: Location, candidate: _Candi
     return ""
 
 
-def _rotation(seed: str, candidate: _Candidate) -> str:
-    return hashlib.sha256(f"{seed} {candidate.item}".encode()).hexdigest()
+def _rotation(seed: str, item: str) -> str:
+    return hashlib.sha256(f"{seed} {item}".encode()).hexdigest()
 
 
 def _cost(session: icechunk.Session, candidate: _Candidate, coords: tuple[int, ...]) -> int:
@@ -199,10 +201,12 @@ def _cost(session: icechunk.Session, candidate: _Candidate, coords: tuple[int, .
     return 2 * int(sync(session.store.getsize(_chunk_key(candidate.group, candidate.name, coords))))
 
 
-def _plan(session: icechunk.Session, candidates: list[_Candidate], policy: SamplePolicy, result: Verification) -> list[tuple]:
-    """(candidate, chunk coords, cost) to compare: in sample mode, one chunk a variable within the budget."""
-    picks, planned = [], 0
+def _plan(session: icechunk.Session, candidates: Iterable[_Candidate], policy: SamplePolicy, result: Verification) -> tuple[list[tuple], int]:
+    """(candidate, chunk coords, cost) to compare: in sample mode, one chunk a variable within the
+    budget; and how many candidates were looked at (in sample mode it stops once the sample is full)."""
+    picks, planned, seen = [], 0, 0
     for candidate in candidates:
+        seen += 1
         if policy.mode == "sample" and len(picks) >= policy.max_variables:
             break
         for coords in sample_chunks(candidate.shape, candidate.chunks, 1 if policy.mode == "sample" else policy.chunks_per_array):
@@ -215,7 +219,7 @@ def _plan(session: icechunk.Session, candidates: list[_Candidate], policy: Sampl
                 continue  # too big for what is left of the budget; a smaller one may fit
             picks.append((candidate, coords, cost))
             planned += cost
-    return picks
+    return picks, seen
 
 
 def _compare_or_reason(session: icechunk.Session, source: Location, candidate: _Candidate, coords: tuple[int, ...]) -> str:
@@ -241,24 +245,30 @@ def verify_partition(
         return result
     wanted = set(urls)
     session = session or repo.readonly_session(branch=BRANCH)
-    candidates = []
-    for stored in sorted(state.groups.values(), key=lambda g: g.group):
-        if stored.url not in wanted:
-            continue
-        try:
-            candidates += _candidates(session, stored.group, stored.url)
-        except Exception as exc:  # noqa: BLE001 - a group that no longer opens is a finding, not a crashed check
-            result.findings.append({"category": "bad_ref", "item": stored.group, "reason": f"could not verify: {one_line(exc)}"})
-    result.candidates = len(candidates)
+    groups = sorted((g for g in state.groups.values() if g.url in wanted), key=lambda g: g.group)
     if policy.mode == "sample":
+        # Rotated by group (a variable group holds one data array, named as the group ends) and
+        # opened only until the sample is full: opening every group's arrays to pick a few of
+        # them was most of the check's time.
         seed = session.snapshot_id
-        candidates.sort(key=lambda c: _rotation(seed, c))
+        groups.sort(key=lambda g: _rotation(seed, f"{g.group}/{g.group.rsplit('/', 1)[-1]}"))
+    opened: list[int] = []
+
+    def candidates() -> Iterator[_Candidate]:
+        for position, stored in enumerate(groups):
+            opened.append(position)
+            try:
+                yield from _candidates(session, stored.group, stored.url)
+            except Exception as exc:  # noqa: BLE001 - a group that no longer opens is a finding, not a crashed check
+                result.findings.append({"category": "bad_ref", "item": stored.group, "reason": f"could not verify: {one_line(exc)}"})
+
     if state.view_sources is not None and wanted:  # one of the sample's variables is the view's
         _sample_view(session, source, state, policy, result)
     remaining = policy
     if policy.mode == "sample":
         remaining = dataclasses.replace(policy, max_variables=policy.max_variables - result.chunks, budget_bytes=policy.budget_bytes - result.bytes_read)
-    picks = _plan(session, candidates, remaining, result)
+    picks, result.candidates = _plan(session, candidates(), remaining, result)
+    result.candidates += len(groups) - len(opened)  # groups not opened: one data array each
     # The comparisons open source files: in an object store each is a few round trips, so they
     # overlap there. On local disk they run one after another: threads would gain nothing (HDF5
     # holds a process-wide lock) and netCDF4's C library is not thread-safe.
@@ -282,7 +292,7 @@ def verify_partition(
     result.groups = len(groups)
     if wanted and result.chunks == 0 and not result.findings:
         reason = (
-            f"every sampled chunk is larger than the budget of {policy.budget_bytes:,} bytes" if candidates else "no data array in the stored groups"
+            f"every sampled chunk is larger than the budget of {policy.budget_bytes:,} bytes" if result.candidates else "no data array in the stored groups"
         )
         result.findings.append({"category": "not_verified", "item": state_label(state), "reason": f"the deep sample read nothing: {reason}"})
     return result
