@@ -38,4 +38,4 @@ def test_dagster_definitions_validate_loads_the_workspace(tmp_path):
 def test_instance_config_limits_the_icechunk_writer_pool(monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(REPO / "dagster_home"))
     config = dg.DagsterInstance.from_config(str(REPO / "dagster_home")).get_concurrency_config()
-    assert config.pool_config.default_pool_limit == 1
+    assert config.pool_config.default_pool_limit == 2  # one commit step per run at once (tests/test_deploy.py)

@@ -10,7 +10,7 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes import ConfigurableClassData
 
 from ismip6_assets.defs.run_launcher import LocalRunLauncher
-from ismip6_assets.cli.runs import ONE_MACHINE_INSTANCE
+from ismip6_assets.cli.daemon_process import ONE_MACHINE_INSTANCE
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "deploy" / "cluster"
@@ -33,7 +33,8 @@ def test_the_repo_instance_is_the_packaged_one_machine_instance():
     launcher = component(config, "run_launcher")
     assert isinstance(launcher, LocalRunLauncher) and launcher.supports_check_run_worker_health  # run monitoring can fail a dead run
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
-    assert config["concurrency"]["pools"]["default_limit"] == 1  # one writer on a local store
+    # no commit step waits for the other run's (a local store's commits are serialized by its writer lock)
+    assert config["concurrency"]["pools"]["default_limit"] == config["concurrency"]["runs"]["max_concurrent_runs"] == 2
 
 
 def test_a_dead_local_run_worker_is_seen(tmp_path):

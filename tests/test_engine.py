@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ismip6_assets.cli.runs import ONE_MACHINE_INSTANCE
+from ismip6_assets.cli.daemon_process import ONE_MACHINE_INSTANCE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PARTITIONS = 7

@@ -34,8 +34,24 @@ def cmd_run(args) -> int:
 
     settings = _settings(args)  # before Dagster's imports: a bad setting fails in a blink
     source, store = resolve(settings)
+    from ismip6_assets.cli.daemon_process import instance_for_command, running_daemon
+
+    with instance_for_command(settings.dagster_home) as instance:
+        log = None if args.verbose else os.path.join(instance.root_directory, "ismip6-daemon.log")
+        # Started before the pipeline's imports and the plan, so its start-up overlaps them.
+        with running_daemon(instance, log):
+            outcomes = _run(args, settings, source, store, instance)
+    totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
+    statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
+    print(f"\n{len(outcomes)} partitions ({sum(o.ran for o in outcomes)} run), {totals['files']} files, {totals['written']} groups written, "
+          f"{totals['removed']} removed, {totals['failures']} failures")
+    print("checks: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
+    return 1 if statuses["ERROR"] or statuses["FAILED"] or not outcomes else 0
+
+
+def _run(args, settings, source, store, instance) -> list:
     from ismip6_assets.defs.resources import archive_resource_for
-    from ismip6_assets.cli.runs import instance_for_command, run_archive
+    from ismip6_assets.cli.runs import run_archive
 
     from ismip6_assets.core.store import repository_exists
 
@@ -54,15 +70,7 @@ def cmd_run(args) -> int:
         for f in o.findings:
             print(f"      {f['category']}: {f['item']}" + (f" ({f['reason']})" if f.get("reason") else ""))
 
-    with instance_for_command(settings.dagster_home) as instance:
-        log = None if args.verbose else os.path.join(instance.root_directory, "ismip6-daemon.log")
-        outcomes = run_archive(archive, instance, progress, force=args.all, daemon_log=log)
-    totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
-    statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}
-    print(f"\n{len(outcomes)} partitions ({sum(o.ran for o in outcomes)} run), {totals['files']} files, {totals['written']} groups written, "
-          f"{totals['removed']} removed, {totals['failures']} failures")
-    print("checks: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
-    return 1 if statuses["ERROR"] or statuses["FAILED"] or not outcomes else 0
+    return run_archive(archive, instance, progress, force=args.all)
 
 
 def cmd_reconcile(args) -> int:

@@ -4,9 +4,10 @@
 partitions the store is behind on to Dagster as ONE backfill, exactly what the UI's "Materialize"
 and `archive_sensor` create: the instance's run queue, run launcher, run monitoring and run retries
 run it, the backfill policy batches partitions into runs (`partitions.PARTITIONS_PER_RUN`), and
-`store_catalog` runs once after the commits. With no daemon serving the instance, `running_daemon`
-starts one for the duration of the command. What `ismip6 run` prints comes from the instance's event
-log: each partition's reconciliation result as it lands, and the commit's materialization.
+`store_catalog` runs once after the commits. The daemon serving the instance runs the backfill (with
+none, `daemon_process.running_daemon` starts one for the command). What `ismip6 run` prints comes
+from the instance's event log: each partition's reconciliation result as it lands, and the commit's
+materialization.
 
 `in_process=True` executes the same job in this process instead, one partition after another
 (Dagster's `execute_in_process`): for tests of the library through Dagster, never for the CLI.
@@ -14,16 +15,9 @@ log: each partition's reconciliation result as it lands, and the commit's materi
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import unquote
 
 import dagster as dg
@@ -38,16 +32,13 @@ from ismip6_assets.core.reconcile import StoreDiff, partition_diffs
 from ismip6_assets.core.redact import redact
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.defs.sensors import DERIVED_ASSETS, PARTITIONED_ASSETS
-from ismip6_assets.settings import process_environment
+from ismip6_assets.cli.daemon_process import daemon_running
 from ismip6_assets.core.store_state import read_store_state
 
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")
 BACKFILL_ASSETS = [*PARTITIONED_ASSETS, *sorted(DERIVED_ASSETS, key=str)]  # what the sensor's backfills cover too
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 POLL_SECONDS = 0.5
-# The instance `ismip6 run` uses when DAGSTER_HOME is unset: the one-machine configuration of
-# dagster_home/dagster.yaml (tests/test_deploy.py keeps the two equal), in a temporary folder.
-ONE_MACHINE_INSTANCE = Path(__file__).parents[1] / "defs" / "dagster.yaml"
 
 
 @dataclass
@@ -103,51 +94,6 @@ def launch_backfill(instance: dg.DagsterInstance, archive: ArchiveResource, keys
     )
     instance.add_backfill(backfill)
     return backfill_id
-
-
-def daemon_running(instance: dg.DagsterInstance, within_seconds: float = 60.0) -> bool:
-    """Whether a daemon serves this instance (its backfill daemon's heartbeat is recent)."""
-    beats = instance.get_daemon_heartbeats()
-    beat = beats.get("BACKFILL")
-    return beat is not None and time.time() - beat.timestamp < within_seconds
-
-
-@contextmanager
-def running_daemon(instance: dg.DagsterInstance, log_path: str | None = None) -> Iterator[None]:
-    """A Dagster daemon for this instance while the block runs: the one already running, else one
-    started here (its own process, loading this code location) and stopped after."""
-    if daemon_running(instance):
-        yield
-        return
-    env = {**process_environment(), "DAGSTER_HOME": instance.root_directory}
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "ismip6_assets.defs.daemon", "run", "-m", "ismip6_assets.definitions"],
-        env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        yield
-    finally:
-        # Every run it launched has finished: nothing is lost by stopping it (and its code server)
-        # at once; its graceful shutdown waits out each daemon loop's sleep.
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
-        instance.wipe_daemon_heartbeats()  # so the next command does not take it for a running daemon
-        if log is not subprocess.DEVNULL:
-            log.close()
-
-
-@contextmanager
-def instance_for_command(dagster_home: str | None) -> Iterator[dg.DagsterInstance]:
-    """The instance at `dagster_home`, else a temporary one-machine instance for this command."""
-    if dagster_home:
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-        return
-    with tempfile.TemporaryDirectory(prefix="ismip6-dagster-") as home:
-        Path(home, "dagster.yaml").write_text(ONE_MACHINE_INSTANCE.read_text())
-        with dg.DagsterInstance.from_config(home) as instance:
-            yield instance
 
 
 # --- what the event log says about each partition -------------------------------------------------
@@ -280,7 +226,6 @@ def run_archive(
     progress: Callable[[int, int, PartitionOutcome], None] | None = None,
     force: bool = False,
     in_process: bool = False,
-    daemon_log: str | None = None,
 ) -> list[PartitionOutcome]:
     """Run every partition the store is behind on (every partition with `force`); outcomes by key.
 
@@ -305,11 +250,10 @@ def run_archive(
             report(outcomes[key])
     if todo and in_process:
         _execute_in_process(archive, instance, todo, report)
-    elif todo:
-        with running_daemon(instance, daemon_log):
-            watch = BackfillWatch(instance, todo, launch_backfill(instance, archive, todo, "ismip6 run"))
-            for outcome in _until_done(watch):
-                report(outcome)
+    elif todo:  # the daemon serving `instance` runs it (`daemon_process.running_daemon`)
+        watch = BackfillWatch(instance, todo, launch_backfill(instance, archive, todo, "ismip6 run"))
+        for outcome in _until_done(watch):
+            report(outcome)
     return [outcomes[k] for k in keys]
 
 

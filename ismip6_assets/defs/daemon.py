@@ -28,7 +28,7 @@ def _end_with_parent(parent: int) -> None:
 
 def main() -> None:
     controller.DEFAULT_DAEMON_INTERVAL_SECONDS = BACKFILL_POLL_SECONDS
-    if os.getpgid(0) == os.getpid():  # started in a session of its own by `runs.running_daemon`
+    if os.getpgid(0) == os.getpid():  # started in a session of its own by `daemon_process.running_daemon`
         threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True, name="ismip6-parent-watch").start()
     from dagster._daemon.cli import main as daemon_cli
 
