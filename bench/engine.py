@@ -9,9 +9,10 @@ instance, the daemon and every run's start-up included):
   each file's group with ``to_icechunk``, one commit per partition; one process, no Dagster).
 - ``ismip6 run``: the command, with a persistent DAGSTER_HOME (the one-machine instance); it starts
   a daemon, launches one backfill, waits for it.
-- ``sensor``: an operator's deployment: `archive_sensor` turned on, then Dagster's own
-  ``dagster-daemon run`` (default intervals) started on the empty store; timed until the backfill
-  it requested has finished, the catalog and sea level included.
+- ``sensor``: an operator's deployment: `archive_sensor` turned on, then the daemon the README's
+  Deploying section runs (``ismip6-daemon run``: Dagster's daemon, its backfill loop every second)
+  started on the empty store; timed until the backfill it requested has finished, the catalog and
+  sea level included.
 - ``refresh``: one file rewritten, then ``ismip6 run`` again.
 
 Prints files/s of each and the ratios the issue's targets name, and writes
@@ -63,7 +64,7 @@ def sensor_path(archive: Path, store: Path, home: Path) -> dict:
     target = ["-m", "ismip6_assets.definitions"]
     subprocess.run([str(BIN / "dagster"), "sensor", "start", "archive_sensor", *target], env=env, check=True, capture_output=True)
     start = time.perf_counter()
-    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", *target], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    daemon = subprocess.Popen([str(BIN / "ismip6-daemon"), "run", *target], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
         probe = ("import dagster as dg, warnings; warnings.simplefilter('ignore'); i = dg.DagsterInstance.get(); b = i.get_backfills(); "

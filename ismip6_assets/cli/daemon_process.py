@@ -38,10 +38,12 @@ def running_daemon(instance: dg.DagsterInstance, log_path: str | None = None) ->
     if daemon_running(instance):
         yield
         return
+    from ismip6_assets.defs.daemon import END_WITH_PARENT  # imports Dagster's daemon: only when one is started
+
     env = {**process_environment(), "DAGSTER_HOME": instance.root_directory}
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "ismip6_assets.defs.daemon", "run", "-m", "ismip6_assets.definitions"],
+        [sys.executable, "-m", "ismip6_assets.defs.daemon", END_WITH_PARENT, "run", "-m", "ismip6_assets.definitions"],
         env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -266,7 +266,7 @@ def _until_done(watch: BackfillWatch) -> Iterator[PartitionOutcome]:
         if time.monotonic() - started > DAEMON_SILENCE_SECONDS and not daemon_running(watch.instance, DAEMON_SILENCE_SECONDS):
             raise DaemonGone(
                 f"the Dagster daemon of DAGSTER_HOME={watch.instance.root_directory} stopped answering; backfill "
-                f"{watch.backfill_id} goes on when a daemon runs again (`dagster-daemon run`)"
+                f"{watch.backfill_id} goes on when a daemon runs again (`ismip6-daemon run`)"
             )
         backfill = watch.instance.get_backfill(watch.backfill_id)
         runs = watch.runs()
