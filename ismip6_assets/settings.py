@@ -203,17 +203,27 @@ def check_credentials_file(settings: Settings) -> None:
 
 
 def check_source(source: Location, setting: str = SOURCE_ENV) -> None:
+    # info, not isdir: isdir answers False for any client error, and a listing that failed must not
+    # read as "no folder there".
     try:
-        has_top = source.fs.isdir(source.join(ARCHIVE_TOP).fs_path)
+        has_top = source.fs.info(source.join(ARCHIVE_TOP).fs_path)["type"] == "directory"
+    except FileNotFoundError:
+        has_top = False
     except Exception as exc:  # noqa: BLE001 - any client error is a configuration problem here
-        raise ConfigError(f"{setting}={source.url}: cannot list it ({type(exc).__name__})") from None
+        raise ConfigError(f"{setting}={source.url}: cannot list it ({type(exc).__name__}: {_first_line(exc)})") from None
     if not has_top:
         raise ConfigError(f"{setting}={source.url}: no {ARCHIVE_TOP}/ folder there (expected {source.url}/{ARCHIVE_TOP}/INST/MODEL/EXP/*.nc)")
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters (a client's may be a page)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
 def resolve(settings: Settings, check: bool = True, existing_store: bool = False) -> tuple[Location, Location]:
-    """Both locations of `settings`; with `check`, credentials read, the source listed and the
-    store looked at first (`existing_store`: a repository must be there; nothing is created)."""
+    """Both locations of `settings`; with `check`, credentials read, a gs:// endpoint probed, the
+    source listed and the store looked at first (`existing_store`: a repository must be there; nothing is created)."""
     source_loc, store_loc = settings.source, settings.store
     if check:
         if source_loc.url == parse_location(default_source_url(), SOURCE_ENV).url and not source_loc.exists():
@@ -222,6 +232,11 @@ def resolve(settings: Settings, check: bool = True, existing_store: bool = False
             write_sample_archive(source_loc.path)  # the embedded default works with zero configuration
         if source_loc.needs_credentials_check or store_loc.needs_credentials_check:
             check_credentials_file(settings)
+        reached = set()
+        for location, setting in ((source_loc, settings.source_setting), (store_loc, settings.store_setting)):
+            if location.scheme == "gs" and location.access not in reached:  # one probe an endpoint
+                location.check_reachable(setting)
+                reached.add(location.access)
         check_source(source_loc, settings.source_setting)
         check_store(store_loc, settings.store_setting, must_exist=existing_store)
     return source_loc, store_loc

@@ -1,6 +1,8 @@
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,30 @@ def test_run_names_each_failed_file_and_reconcile_writes_nothing(archive_dir, st
     proc = run("reconcile", "--source", str(moved), "--store", str(store_dir))
     assert proc.returncode == 1 and "stale" in proc.stdout, proc.stdout + proc.stderr  # the urls moved with the folder
     assert _tree(store_dir) == before
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: a connection there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["reconcile", "run"])
+@pytest.mark.parametrize("host, cause", [("closed-port", "connection refused"), ("no-such-host.invalid:4443", "name not resolved")])
+def test_an_unreachable_gcs_endpoint_is_one_line_within_seconds(command, host, cause, tmp_path):
+    """Not the clients' minute of retries, their tracebacks, and then "no Projection-AIS/ folder there"."""
+    host = f"127.0.0.1:{_closed_port()}" if host == "closed-port" else host
+    env = {"STORAGE_EMULATOR_HOST": f"http://{host}", "DAGSTER_HOME": str(tmp_path)}
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([ISMIP6, command, "--source", "gs://ismip6/archive", "--store", "gs://bucket/store"], capture_output=True,
+                              text=True, env={**os.environ, **env}, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ismip6 {command} against an unreachable {host} still running after 30 s")
+    seconds = time.monotonic() - start
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and seconds < 15, (proc.returncode, seconds, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert host in lines[0] and cause in lines[0] and "Projection-AIS" not in lines[0], lines[0]
+    assert not (tmp_path / "history").exists()  # nothing started

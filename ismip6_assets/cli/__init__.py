@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from ismip6_assets.core.locations import ConfigError
+from ismip6_assets.core.locations import ConfigError, Unreachable
 
 
 def _settings(args):
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     try:
         return args.func(args)
+    except Unreachable as exc:
+        print(f"ismip6: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"ismip6: configuration error: {exc}", file=sys.stderr)
         return 2

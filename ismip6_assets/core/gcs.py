@@ -42,6 +42,76 @@ class GcsAccess:
 
 NO_ACCESS_CONFIG = GcsAccess()
 
+# Where the real service answers every client (JSON API, uploads, object_store).
+GCS_HOST, GCS_PORT = "storage.googleapis.com", 443
+# Long enough for a slow DNS answer and a TLS-less connect across an ocean; short enough that an
+# unreachable endpoint is reported within seconds, before the clients' own retries (gcsfs,
+# google-cloud-storage and Icechunk each back off and retry for tens of seconds) get their turn.
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+def endpoint(access: GcsAccess) -> tuple[str, int]:
+    """(host, port) every client of `access` connects to: the emulator's, else the real service's."""
+    if not access.emulator_host:
+        return GCS_HOST, GCS_PORT
+    from urllib.parse import urlsplit
+
+    url = urlsplit(access.emulator_host if "://" in access.emulator_host else f"http://{access.emulator_host}")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+def unreachable(access: GcsAccess, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
+    """None when `access`'s endpoint accepts a TCP connection within `timeout` seconds; else one
+    line naming the endpoint and the cause (name not resolved, connection refused, timed out).
+
+    One connection, no request and no credentials: it tells "GCS is not there" apart from "the
+    folder is not there", which a listing through gcsfs cannot (its retries end in an empty answer).
+    A direct connection, as gcsfs makes (it does not use a proxy from the environment)."""
+    import socket
+    import threading
+    import time
+
+    host, port = endpoint(access)
+    where = f"the GCS emulator at {host}:{port} (STORAGE_EMULATOR_HOST)" if access.emulator_host else f"GCS at {host}:{port}"
+    deadline = time.monotonic() + timeout
+    # getaddrinfo takes no timeout: it runs in a daemon thread the probe stops waiting for.
+    answer: list = []
+    resolver = threading.Thread(target=lambda: answer.append(_addresses(host, port)), daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if not answer:
+        return f"cannot reach {where}: timed out resolving {host} after {timeout:g} s"
+    if isinstance(answer[0], OSError):
+        return f"cannot reach {where}: name not resolved ({answer[0].strerror or answer[0]})"
+    cause = "no address"
+    for family, address in answer[0]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            cause = f"timed out after {timeout:g} s"
+            break
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(left)
+                s.connect(address)
+            return None
+        except TimeoutError:
+            cause = f"timed out after {timeout:g} s"
+        except ConnectionRefusedError:
+            cause = "connection refused"
+        except OSError as exc:
+            cause = (exc.strerror or type(exc).__name__).lower()
+    return f"cannot reach {where}: {cause}"
+
+
+def _addresses(host: str, port: int):
+    """(family, sockaddr) of each address of `host`, or the OSError resolving it raised."""
+    import socket
+
+    try:
+        return [(family, address) for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    except OSError as exc:
+        return exc
+
 
 def emulator_service_account_key(host: str) -> str:
     """object_store (obstore, Icechunk) reaches an emulator only through a service-account JSON

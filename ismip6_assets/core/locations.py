@@ -37,6 +37,10 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message names the setting."""
 
 
+class Unreachable(ConfigError):
+    """A gs:// location whose endpoint does not answer; the message names the host and the cause."""
+
+
 # The settings that name the two locations, as errors about them name them (settings.py reads them).
 SOURCE_SETTING = "ISMIP6_SOURCE_URL"
 STORE_SETTING = "ISMIP6_STORE_URL"
@@ -141,6 +145,18 @@ class Location:
 
     def exists(self) -> bool:
         return self.fs.exists(self.fs_path)
+
+    def check_reachable(self, setting: str) -> None:
+        """gs:// only: one connection to where this location's clients go (`gcs.unreachable`), so an
+        endpoint that is not there is one line naming it within seconds, instead of the clients'
+        retries and then a listing that looks empty; `Unreachable` naming `setting` otherwise."""
+        if self.scheme != "gs":
+            return
+        from ismip6_assets.core.gcs import unreachable
+
+        problem = unreachable(self.access)
+        if problem:
+            raise Unreachable(f"{problem} ({setting}={self.url})")
 
     @property
     def needs_credentials_check(self) -> bool:
