@@ -35,6 +35,21 @@ def test_dagster_definitions_validate_loads_the_workspace(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_dg_lists_our_definitions_from_the_repo(tmp_path):
+    """`dg dev` / `dg launch` find the code location through pyproject's [tool.dg]; `dg list defs`
+    loads it the same way (without [tool.dg] it refuses: "must be run inside a Dagster project")."""
+    import json
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ISMIP6_SOURCE_URL": str(tmp_path / "src"), "ISMIP6_STORE_URL": str(tmp_path / "store")}
+    dg_cli = Path(sys.executable).with_name("dg")
+    proc = subprocess.run([str(dg_cli), "list", "defs", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = json.loads(proc.stdout)
+    assert {a["asset_key"] for a in listed["assets"]} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
+    assert "archive_sensor" in {s["name"] for s in listed["sensors"]}
+    assert "materialize_partition" in {j["name"] for j in listed["jobs"]}
+
+
 def test_instance_config_limits_the_icechunk_writer_pool(monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(REPO / "dagster_home"))
     config = dg.DagsterInstance.from_config(str(REPO / "dagster_home")).get_concurrency_config()
