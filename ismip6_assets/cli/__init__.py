@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """Console-script entry point.
 
-    Exits without interpreter finalization: about 1 run in 6 of `ismip6 reconcile` segfaulted here
+    Exits without interpreter finalization: runs of `ismip6 reconcile` now and then segfaulted here
     during teardown of native extension state after all work and output were done (exit 139 with a
     complete report). Everything is flushed first, so nothing is lost by skipping finalization.
     """

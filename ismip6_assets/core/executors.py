@@ -4,16 +4,16 @@ Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `Exe
 `concurrent.futures.Executor`, so the library never knows which one it got:
 
 - ``processes[:N]`` (default): local processes. HDF5 parsing holds a process-wide lock, so on local
-  files threads do not overlap; processes do (300 benchmark files on 2 cores: serial 16.0 ms/file,
-  threads:2 17.4, processes:2 9.1).
+  files threads do not overlap; processes do (threads were no faster than serial on the benchmark
+  files, two processes nearly twice as fast: bench/HISTORY.md, "Measurements behind the code").
 - ``threads[:N]``: for gs:// sources, where a file costs mostly network round trips, not CPU.
 - ``serial``: inline, in the calling thread.
 - ``dask://HOST:PORT`` (or ``tcp://HOST:PORT``): a running Dask distributed scheduler, for when one
   machine is not enough; its workers need this package installed and read access to the source.
 
 One executor per process and spec, created on first use and reused by every partition (a fresh
-pool per partition costs its start-up each time: ~0.75 s to spawn two workers and import
-VirtualiZarr). A process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one
+pool per partition would pay its start-up each time: spawning the workers and importing
+VirtualiZarr in each). A process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one
 is always used.
 """
 
@@ -30,8 +30,9 @@ from ismip6_assets.core.locations import ConfigError
 
 EXECUTOR_ENV = "ISMIP6_EXECUTOR"
 DEFAULT_SPEC = "processes"
-# Below this many files a partition is virtualized inline unless a pool is already running: a pool
-# start (~0.75 s) saves ~7 ms a file on 2 cores, so it pays from ~110 files (a typical partition: 23).
+# Below this many files a partition is virtualized inline unless a pool is already running: a pool's
+# start-up is paid back by what it saves a file only over about this many files, several times what
+# a typical partition holds (bench/HISTORY.md, "Measurements behind the code").
 POOL_MIN_FILES = 100
 # dask:// means tcp://; the others are Dask's own comm schemes (inproc: a LocalCluster in this process).
 DASK_SCHEMES = ("dask", "tcp", "tls", "inproc", "ucx", "ws", "wss")
@@ -78,7 +79,8 @@ class SerialExecutor(Executor):
 
 
 def _warm_worker() -> None:
-    # Imported once per worker, not once per file: the first virtualization otherwise pays ~1 s.
+    # Imported once per worker, not once per file: otherwise the first virtualization in each worker
+    # pays for importing VirtualiZarr and its parsers.
     import ismip6_assets.core.virtualize  # noqa: F401
     import virtualizarr  # noqa: F401
 

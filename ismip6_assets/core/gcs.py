@@ -24,7 +24,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-# gcsfs probes hierarchical-namespace buckets over gRPC unless told not to (two 60 s timeouts per
+# gcsfs probes hierarchical-namespace buckets over gRPC unless told not to (a long gRPC timeout per
 # bucket against an emulator); must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -141,8 +141,8 @@ def _filesystem_class():
 
         gcsfs 2026.10 defaults to "adaptive" (AdaptiveReadaheadCache with a background prefetcher,
         fsspec/filesystem_spec#2093, #2090), tuned for long sequential reads. For NetCDF headers and
-        sampled chunks it is the wrong trade: xarray opening a 150 kB sample file took 34 requests
-        and 0.28 s against the emulator, 4 requests and 0.03 s with "readahead" (measured here).
+        sampled chunks it is the wrong trade: its prefetcher turns xarray's open of a small file into
+        many small requests where "readahead" makes a few (bench/HISTORY.md).
         """
 
         def _open(self, path, mode="rb", **kwargs):

@@ -1,8 +1,8 @@
 """Write many virtual datasets into an Icechunk session in a few batched store calls.
 
 `vds.vz.to_icechunk` writes one group through xarray's ``to_zarr`` and zarr's synchronous API:
-about 20 round trips into zarr's event loop and Icechunk per group, ~25 ms of CPU for a 4-array
-group on these machines (more than virtualizing the file: bench/throughput.py). Here the same
+a round trip into zarr's event loop and Icechunk for every document of every group, which cost
+more CPU than virtualizing the file (bench/throughput.py, bench/HISTORY.md). Here the same
 documents are *rendered* first and then *stored* together:
 
 - coordinates loaded inline (``time``, ``x``, ``y``, ...) are rendered by xarray's own ``to_zarr``

@@ -158,8 +158,8 @@ def index_path(store: Location, partition: PartitionKey | None = None) -> Locati
 
 def write_index(store: Location, partition: PartitionKey, rows: pd.DataFrame) -> str:
     target = index_path(store, partition)
-    # Rendered in memory and written in one put: through a gcsfs file object the parquet writer's
-    # flushes made 4 uploads a partition (measured on the emulator), each a round trip.
+    # Rendered in memory and written in one put: through a gcsfs file object each of the parquet
+    # writer's flushes is an upload of its own, a round trip each.
     buffer = io.BytesIO()
     rows.to_parquet(buffer, index=False)
     store.put_atomic(target, buffer.getvalue())

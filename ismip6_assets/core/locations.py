@@ -21,7 +21,7 @@ from typing import Any
 from pathlib import Path
 from urllib.parse import urlparse
 
-# gcsfs probes hierarchical-namespace buckets over gRPC unless told not to: two 60 s timeouts per
+# gcsfs probes hierarchical-namespace buckets over gRPC unless told not to: a long gRPC timeout per
 # bucket against an emulator or without network. Must be set before gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -179,8 +179,8 @@ class Location:
     def open_for_reading(self, relpath: str):
         """What ``xr.open_dataset`` takes for a file here: a local path, else a file object. On
         gs:// it reads in 1 MiB blocks through obstore (`BlockStoreReader`: a HEAD, then a block
-        holds the header of most files): 2 requests for a small file where gcsfs's open made 4-5
-        (object metadata, a directory probe, reads)."""
+        holds the header of most files), where gcsfs's open adds requests of its own (object metadata,
+        a directory probe) before the reads."""
         if self.scheme == "file":
             return self.join(relpath).path
         from obspec_utils.readers import BlockStoreReader

@@ -1,7 +1,7 @@
 """Keep the store lean: expire old snapshots, collect what nothing references, tag for citation.
 
-Every commit writes a new snapshot of the whole store (~1.5 MB at the archive's shape), and
-readers need only the branch head: after one full run the full-shape store held 440 snapshots.
+Every commit writes a new snapshot of the whole store, one commit per partition, and readers
+need only the branch head: one full run leaves a snapshot per partition, most of them never read.
 `maintain_store` uses Icechunk's own `expire_snapshots` (history older than the retention leaves
 the ancestry; the branch head and every tag stay) and `garbage_collect` (objects no surviving
 snapshot references, older than the same cutoff, are deleted). Tags are never expired:

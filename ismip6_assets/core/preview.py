@@ -53,7 +53,7 @@ def is_map(ds: xr.Dataset, variable: str) -> bool:
 
 def open_group(repo: icechunk.Repository, group: str, branch: str = BRANCH, session: icechunk.Session | None = None) -> xr.Dataset:
     # chunks=None: lazy arrays without Dask, whose scheduler set-up (and import of distributed)
-    # cost ~50 ms of CPU a preview; one slice is read either way.
+    # buys nothing here: one slice is read either way.
     return xr.open_zarr((session or repo.readonly_session(branch=branch)).store, group=group, consolidated=False, decode_times=False, chunks=None)
 
 
@@ -94,7 +94,8 @@ def _palette(colors: int) -> np.ndarray:
 
 def render_png(values: np.ndarray, title: str = "", size_px: int = SIZE_PX, colors: int = 64, footer: str = "") -> bytes:
     """A small PNG (`size_px` square, a viridis palette of `colors`) of a 2-D array, south at the
-    bottom; NaN is left white. Pillow only: matplotlib cost ~0.1 s a preview and ~0.5 s to import."""
+    bottom; NaN is left white. Pillow only: matplotlib is slow to import and to draw, for a picture
+    this plain."""
     from PIL import Image, ImageDraw, ImageFont
 
     finite = np.isfinite(values)

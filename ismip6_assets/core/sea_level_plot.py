@@ -1,6 +1,6 @@
 """A PNG per experiment: sea-level contribution against model year, one line per model and the
-ensemble median, drawn with Pillow (preview.py's choice: matplotlib costs ~0.5 s to import and
-is not a dependency). No Dagster here.
+ensemble median, drawn with Pillow (preview.py's choice: matplotlib is slow to import and is
+not a dependency). No Dagster here.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from ismip6_assets.core.virtualize import FailureRecord, VirtualizedFile
 icechunk.set_logs_filter("warn,icechunk_arrow_object_store=error,icechunk_storage::readback=error,icechunk::asset_manager=error")
 
 BRANCH = "main"
-# Manifests a commit writes at once (Icechunk's default: 1). On gs:// at 20 ms a request, a
-# 22-file partition's commit took 2.9 s with 1 and 0.37 s with 32 (README, Performance).
+# Manifests a commit writes at once (Icechunk's default: 1). On gs:// each is a round trip, so one at
+# a time makes a partition's commit wait on one after another (bench/HISTORY.md).
 COMMIT_MANIFEST_CONCURRENCY = 32
 FAILURES_ATTR = "ismip6_failures"
 # Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.
@@ -113,8 +113,8 @@ def virtual_chunk_credentials(source: Location) -> dict:
 
 
 # Repository objects by (store, source), per process: Icechunk caches snapshots and manifests in
-# the object, so reusing it makes a partition's state read ~17 ms of CPU instead of ~94 ms on the
-# 10,034-group store (bench/throughput.py); a pipeline run opens the store ~4 times per partition.
+# the object, so reusing it spares a partition's state read the snapshot's decoding, which grows with
+# the store; a pipeline run opens the store several times per partition.
 # Sessions still read the branch head afresh, so commits from other processes are seen.
 _repositories: dict[tuple[str, str, bool, int], icechunk.Repository] = {}
 

@@ -5,8 +5,8 @@ group its partition's names and current failures, and each view the fingerprints
 was built from (store.py writes them in the partition's commit), so the state of a partition is a
 few group documents, and the state of the store all of them.
 
-Reading all of them costs ~4 s on the full-shape store (10,034 groups; bench/throughput.py), and
-the runner, the sensor and ``ismip6 reconcile`` each need the whole store. A snapshot never
+Reading all of them grows with the store (one document a group, and the full archive has ten
+thousand), and the runner, the sensor and ``ismip6 reconcile`` each need the whole store. A snapshot never
 changes, so its state is kept beside the store (``{STORE}/index/store-state.json``) under its
 snapshot id: when the branch head is that snapshot, the file *is* the store's state; when the head
 has moved on, Icechunk's diff between the two snapshots names every group that changed and only
@@ -36,7 +36,7 @@ from ismip6_assets.core.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_AT
 
 STATE_CACHE_VERSION = 2  # 2: the view's sources
 # Beyond this many changed partitions (8, or a tenth of the store), one concurrent full read beats
-# reading them one by one (~20 ms each).
+# reading them one by one, a round trip each.
 INCREMENTAL_MAX_SHARE = 0.1
 INCREMENTAL_MIN = 8
 
@@ -121,8 +121,8 @@ def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[Partition
     """Every partition by experiment group path, from all group documents read concurrently.
 
     The groups are those Icechunk's diff from the repository's first (empty) snapshot to `head`
-    reports as new: 0.3 s for the full-shape store, where walking the hierarchy with zarr
-    (``members``) took 4.8 s. Experiment groups are mapped back to their partition through their
+    reports as new: one diff of the snapshots' trees, where walking the hierarchy with zarr
+    (``members``) lists group after group, many times slower. Experiment groups are mapped back to their partition through their
     recorded names (the group path ``INST_MODEL`` alone is ambiguous).
     """
     first = list(repo.ancestry(snapshot_id=head))[-1].id

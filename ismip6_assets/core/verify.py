@@ -130,8 +130,8 @@ def _open_source(source: Location, url: str) -> Iterator[Callable[[str], Any]]:
 
     NetCDF4 (HDF5) through h5py, which reads the region's chunks and nothing else; xarray's open
     of the same file through h5netcdf (the engine for file objects, so every gs:// source) read
-    every variable's attributes and indexed the coordinates first: ~60 ms of CPU a file, the
-    largest part of the check on gs://, against ~0.5 ms. NetCDF3 through xarray's scipy backend.
+    every variable's attributes and indexed the coordinates first, work the check does not use and
+    which dominated its CPU on gs://. NetCDF3 through xarray's scipy backend.
     """
     opened = source.open_for_reading(source.relpath_of(url))
     if _is_hdf5(opened):

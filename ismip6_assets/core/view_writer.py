@@ -36,7 +36,7 @@ def field_of_file(vf: VirtualizedFile) -> ViewField:
     var = ds.variables[vf.variable]
     if not isinstance(var.data, ManifestArray) or var.data.manifest._inlined:
         raise NotViewable("its values are stored inline, not as references")
-    variables = ds.variables  # Variables, not DataArrays: ~0.5 ms a file less
+    variables = ds.variables  # Variables, not DataArrays: no coordinate DataArrays built per file
     coords = {name: (np.asarray(variables[name].values), dict(variables[name].attrs)) for name in ("time", "x", "y") if name in variables}
     bounds = variables["time"].attrs.get("bounds") if "time" in variables else None
     if bounds and bounds in variables:

@@ -234,8 +234,8 @@ def _shift(f: ViewField, years: np.ndarray, axis: np.ndarray, **changes):
     would be part of a source chunk.
 
     Years that land on consecutive places of the axis (the archive's rule) are a whole-chunk offset
-    along time, done here with numpy (~0.1 ms; the general path costs ~5 ms a variable on 86-step
-    files). Anything else goes through xarray's ``reindex``, which VirtualiZarr implements lazily
+    along time, done here with numpy (the general path costs far more a variable on files of many
+    steps). Anything else goes through xarray's ``reindex``, which VirtualiZarr implements lazily
     with the same rule. `changes` are applied to the returned metadata.
     """
     t = f.dims.index("time")

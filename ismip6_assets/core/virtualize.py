@@ -179,8 +179,8 @@ def virtualize_rows(
     Inline (no executor), the heads of all files are fetched at once first (`source_reads.prefetch`),
     so the partition waits on one round trip for them instead of one per file; the parses then run
     one after another. Then a file whose time is not dates takes the axis of the files virtualized
-    with it (`fixes.borrowed_time`), or becomes a `FailureRecord` saying why. Threads measured faster for one partition alone on gs:// but slower in whole
-    runs, where `ismip6 run`'s workers already overlap partitions (README, Performance).
+    with it (`fixes.borrowed_time`), or becomes a `FailureRecord` saying why. Threads were faster for one partition alone on gs:// but slower in whole
+    runs, where partitions already overlap (bench/HISTORY.md).
     """
     rows = list(rows)
     result = VirtualizationResult()
