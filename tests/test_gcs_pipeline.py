@@ -105,7 +105,7 @@ def test_cli_run_and_reconcile_on_gcs(gcs, gcs_archive):
     # The README's reader snippet, as written but for the two calls that must name the emulator.
     from tests.test_readme import snippets
 
-    (code,) = snippets("Google Cloud Storage")
+    (code,) = snippets("Reading the store on Google Cloud Storage")
     key = emulator_service_account_key(gcs.url)
     production = ('icechunk.gcs_storage(bucket="ismip6-icechunk", prefix="store", from_env=True)', "icechunk.gcs_credentials(anonymous=True)")
     assert all(call in code for call in production)
