@@ -19,7 +19,7 @@ import pytest
 import xarray as xr
 
 from ismip6_assets.core.index import list_archive
-from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.locations import Location, parse_location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.reconcile import commit_plan, store_diff
 from ismip6_assets.core.sample_archive import grid
@@ -97,11 +97,12 @@ def write_case(path: Path, variable: str, time, options: dict) -> None:
     ds.to_netcdf(path, format=fmt, engine="netcdf4", encoding=encoding)
 
 
-def commit_archive(archive: Path, store: Path) -> None:
+def commit_archive(archive: Path | Location, store: Path | Location) -> None:
     """The library pipeline, as the assets run it: listing, virtualization, one commit per partition
-    (also for stored partitions whose folder is gone)."""
-    source = parse_location(str(archive), "source")
-    repo = open_repository(parse_location(str(store), "store"), source)
+    (also for stored partitions whose folder is gone). Paths or locations (gs:// on the emulator)."""
+    source = archive if isinstance(archive, Location) else parse_location(str(archive), "source")
+    store = store if isinstance(store, Location) else parse_location(str(store), "store")
+    repo = open_repository(store, source)
     listing = list_archive(source)
     for key in sorted(set(listing.partitions) | set(read_store_state(repo))):
         rows = listing.for_partition(key)

@@ -13,8 +13,8 @@ densities (`densities`). Then, with ``dV = ivaf(exp) - ivaf(control)`` matched b
 
     sle_mm = -(dV(t) - dV(t0)) * rho_ice / (1000 * 3.625e14) * 1000      (positive = sea-level rise)
 
-The fields are read with Dask, one stored chunk at a time, every chunk once (the four per-step sums
-share one graph). Knows nothing of Dagster or of where the store is.
+The fields are read with Dask in blocks of whole stored chunks along time (`time_blocks`), every
+chunk once (the four per-step sums share one graph). Knows nothing of Dagster or of where the store is.
 """
 
 from __future__ import annotations
@@ -115,17 +115,72 @@ def no_data_as_zero(field: xr.DataArray) -> xr.DataArray:
     return values.where(~no_data(values), 0.0)
 
 
+# A Dask task reads one field's block: whole stored chunks along time, about this many stored bytes
+# (a few time steps of a real 8 km field), the block's chunks fetched at once by zarr (its
+# ``async.concurrency``): memory stays a few steps a field per worker, and latency is overlapped.
+BLOCK_BYTES = 8 * 2**20
+
+
+def time_blocks(field: xr.DataArray, block_bytes: int = BLOCK_BYTES) -> xr.DataArray:
+    """`field` (opened lazily, not yet Dask) as a Dask array whose blocks are whole stored chunks
+    along time (so no stored chunk is read by two tasks) and the whole grid, ~`block_bytes` each."""
+    if "time" not in field.dims:
+        return field.chunk({d: -1 for d in field.dims})
+    stored = int(field.encoding.get("preferred_chunks", {}).get("time", 1))
+    step_bytes = field.dtype.itemsize * int(np.prod([n for d, n in field.sizes.items() if d != "time"]))
+    steps = max(stored, block_bytes // max(step_bytes, 1) // stored * stored)
+    return field.chunk({d: steps if d == "time" else -1 for d in field.dims})
+
+
+def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> tuple[xr.DataArray, list[xr.DataArray]]:
+    """The lazy per-step volume (m3) of `view` (opened with ``chunks=None``) and, per thickness and
+    mask, whether a step has any value; `ivaf_series` turns them, computed, into the series.
+
+    Every field is read in `time_blocks`, once: the volume and the presence tests share its tasks.
+    Raises `MissingFields` (see `ivaf_of_view`)."""
+    missing = [f for f in FIELDS if f not in view.data_vars]
+    if missing:
+        left_out = view.attrs.get("ismip6_left_out", {})
+        raise MissingFields("; ".join(f"no {f}" + (f" ({left_out[f]})" if f in left_out else "") for f in missing))
+    for name in ("lithk", "sftgif", "sftgrf"):
+        if set(view[name].dims) != {"time", "y", "x"}:
+            raise MissingFields(f"{name} has dims {view[name].dims}, not (time, y, x)")
+    if "x" not in view.coords or "y" not in view.coords or "year" not in view.coords:
+        raise MissingFields("the view has no x/y grid or no year coordinate")
+    cell = _spacing(view["x"].values, "x") * _spacing(view["y"].values, "y")
+    af2 = area_factor(view["x"].values, view["y"].values)
+    fields = {f: time_blocks(view[f]) for f in FIELDS}
+    thickness = fields["lithk"].astype("float64")
+    bed = no_data_as_zero(fields["topg"])
+    ice = no_data_as_zero(fields["sftgif"]).clip(0.0, 1.0)
+    grounded = no_data_as_zero(fields["sftgrf"]).clip(0.0, 1.0)
+    # A cell whose thickness is missing holds no ice: its bed term must not count either.
+    above_floatation = (thickness + (rho_ocean / rho_ice) * np.minimum(bed, 0.0)).where(~no_data(thickness), 0.0)
+    volume = (above_floatation * ice * grounded * af2).sum(("y", "x")) * cell
+    # A year a field lacks reads as all-missing in the view: no volume for it, rather than 0.
+    present = [fields[f].notnull().any(("y", "x")) for f in ("lithk", "sftgif", "sftgrf")]
+    return volume, present
+
+
+def ivaf_series(view: xr.Dataset, volume: xr.DataArray, present: list[xr.DataArray]) -> pd.Series:
+    """`ivaf_graph`'s results, computed, as the series by model year (years without a field left out)."""
+    keep = np.logical_and.reduce([np.asarray(p) for p in present])
+    years = view["year"].values.astype("int64")
+    return pd.Series(np.asarray(volume)[keep], index=pd.Index(years[keep], name="year"), name="ivaf_m3")
+
+
 def ivaf_of_view(view: xr.Dataset, rho_ice: float, rho_ocean: float, scheduler=None) -> pd.Series:
     """Ice volume above floatation (m3) per ISMIP6 model year of a partition's view.
 
     Parameters
     ----------
     view
-        The view group opened lazily with Dask (``chunks={}``: the stored chunks), with ``year``.
+        The view group opened lazily (`open_view` with ``chunks=None``), with ``year``.
     rho_ice, rho_ocean
         The model's densities (`densities`).
     scheduler
-        Dask's ``scheduler=`` (None: Dask's default; a distributed ``Client`` runs it on a cluster).
+        Dask's ``scheduler=`` (None: Dask's default; `executors.read_scheduler` gives the one of
+        the executor setting, a distributed ``Client`` on a cluster).
 
     Returns
     -------
@@ -138,30 +193,9 @@ def ivaf_of_view(view: xr.Dataset, rho_ice: float, rho_ocean: float, scheduler=N
     MissingFields
         When a field is absent (the reason names it), or the grid cannot carry the area factor.
     """
-    missing = [f for f in FIELDS if f not in view.data_vars]
-    if missing:
-        left_out = view.attrs.get("ismip6_left_out", {})
-        raise MissingFields("; ".join(f"no {f}" + (f" ({left_out[f]})" if f in left_out else "") for f in missing))
-    for name in ("lithk", "sftgif", "sftgrf"):
-        if set(view[name].dims) != {"time", "y", "x"}:
-            raise MissingFields(f"{name} has dims {view[name].dims}, not (time, y, x)")
-    if "x" not in view.coords or "y" not in view.coords or "year" not in view.coords:
-        raise MissingFields("the view has no x/y grid or no year coordinate")
-    cell = _spacing(view["x"].values, "x") * _spacing(view["y"].values, "y")
-    af2 = area_factor(view["x"].values, view["y"].values)
-    thickness = view["lithk"].astype("float64")
-    bed = no_data_as_zero(view["topg"])
-    ice = no_data_as_zero(view["sftgif"]).clip(0.0, 1.0)
-    grounded = no_data_as_zero(view["sftgrf"]).clip(0.0, 1.0)
-    # A cell whose thickness is missing holds no ice: its bed term must not count either.
-    above_floatation = (thickness + (rho_ocean / rho_ice) * np.minimum(bed, 0.0)).where(~no_data(thickness), 0.0)
-    volume = (above_floatation * ice * grounded * af2).sum(("y", "x")) * cell
-    # A year a field lacks reads as all-missing in the view: no volume for it, rather than 0.
-    present = [view[f].notnull().any(("y", "x")) for f in ("lithk", "sftgif", "sftgrf")]
+    volume, present = ivaf_graph(view, rho_ice, rho_ocean)
     volume, *present = dask.compute(volume, *present, scheduler=scheduler)  # one graph: each chunk read once
-    keep = np.logical_and.reduce([p.values for p in present])
-    years = view["year"].values.astype("int64")
-    return pd.Series(volume.values[keep], index=pd.Index(years[keep], name="year"), name="ivaf_m3")
+    return ivaf_series(view, volume, present)
 
 
 def sea_level_mm(dv: np.ndarray, rho_ice: float) -> np.ndarray:
@@ -202,9 +236,11 @@ class PartitionVolume:
     reason: str | None = None
     recomputed: bool = False
     transient: bool = False  # the reason is a failed read, not the data: tried again next refresh
-
+    # The view's ISMIP6 scalar series read with the fields (name -> (series by model year, attributes));
+    # None: not read this refresh (the stored ensemble has them).
+    scalars: dict[str, tuple[pd.Series, dict]] | None = None
 
 
 def open_view(session, partition: PartitionKey, chunks) -> xr.Dataset:
-    """The partition's view group, lazily (`chunks`: Dask chunks; times left as stored)."""
+    """The partition's view group, lazily (`chunks`: Dask chunks, None: none; times left as stored)."""
     return xr.open_zarr(session.store, group=view_group(partition), consolidated=False, decode_times=False, chunks=chunks)

@@ -2,7 +2,8 @@
 
 ``derived/ensemble/{EXP}`` in the store (sea_level_store.py writes it): ``sle_mm``, ``ivaf`` and
 ``ivaf_control`` from the sea-level table, and every ISMIP6 scalar series (lim, limnsw, iareagr,
-iareafl, tend*) the models' views hold, read through the store (a few numbers each). The time axis
+iareafl, tend*) the models' views hold: read through the store with a partition's fields when it is
+recomputed, else taken from the stored ensemble (`stored_scalars`), not from the sources again. The time axis
 is the views' (views.year_axis: Jul 1 of each model year, ``time_bnds``, ``year``), so
 ``ds.sle_mm.sel(time="2099")`` is the state at the end of 2099, which the papers label "2100".
 No Dagster here.
@@ -17,26 +18,50 @@ import xarray as xr
 import zarr
 
 from ismip6_assets.core.experiments import experiment_attributes
-from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.sea_level import METHOD, SCALARS, densities
 from ismip6_assets.core.sea_level import LEFT_OUT_ATTR, METHOD_ATTR, PartitionVolume
-from ismip6_assets.core.sea_level import open_view as _open_view
+from ismip6_assets.core.sea_level import time_blocks
 from ismip6_assets.core.views import year_axis
 
+ENSEMBLE_ROOT = "derived/ensemble"
 
-def _scalars(session: icechunk.Session, partition: PartitionKey) -> dict[str, tuple[pd.Series, dict]]:
-    """The ISMIP6 scalar series of the partition's view by model year, with their attributes (a few numbers each)."""
+
+def ensemble_group(experiment: str) -> str:
+    return f"{ENSEMBLE_ROOT}/{experiment}"
+
+
+Scalars = dict[str, tuple[pd.Series, dict]]  # ISMIP6 scalar name -> (series by model year, its attributes)
+SCALAR_ATTRS = ("units", "standard_name", "long_name")
+
+
+def scalar_graph(view: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The view's ISMIP6 scalar series (opened with ``chunks=None``) as lazy Dask arrays, one block
+    each (its stored chunks fetched at once), to compute with the fields (`scalar_series`)."""
+    return {name: time_blocks(view[name]) for name in SCALARS if name in view.data_vars and view[name].dims == ("time",)}
+
+
+def scalar_series(view: xr.Dataset, computed: dict[str, np.ndarray]) -> Scalars:
+    """`scalar_graph`'s arrays, computed, by model year (missing values dropped), with their attributes."""
+    years = view["year"].values.astype("int64")
+    return {name: (pd.Series(np.asarray(values, "float64"), index=years).dropna(), {k: view[name].attrs[k] for k in SCALAR_ATTRS if k in view[name].attrs})
+            for name, values in computed.items()}
+
+
+def stored_scalars(session: icechunk.Session, experiment: str) -> dict[str, Scalars]:
+    """The scalar series of each model (``INST_MODEL``) in the experiment's stored ensemble: inline
+    values in the store, so a model whose sources did not change is not read from them again."""
     try:
-        view = _open_view(session, partition, None)
+        ds = xr.open_zarr(session.store, group=ensemble_group(experiment), consolidated=False, decode_times=False, chunks=None)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return {}
-    years = view["year"].values.astype("int64")
-    found = {}
-    for name in SCALARS:
-        if name in view.data_vars and view[name].dims == ("time",):
-            series = pd.Series(view[name].values.astype("float64"), index=years).dropna()
-            found[name] = (series, {k: view[name].attrs[k] for k in ("units", "standard_name", "long_name") if k in view[name].attrs})
-    return found
+    names = [n for n in SCALARS if n in ds.data_vars and ds[n].dims == ("model", "time")]
+    values = {n: ds[n].values for n in names}
+    years = ds["year"].values.astype("int64")
+    out = {}
+    for i, model in enumerate(ds["model"].values.astype(str)):
+        found = {n: (pd.Series(values[n][i], index=years).dropna(), {k: ds[n].attrs[k] for k in SCALAR_ATTRS if k in ds[n].attrs}) for n in names}
+        out[model] = {n: v for n, v in found.items() if len(v[0])}
+    return out
 
 
 IVAF_ATTRS = {"units": "m3", "long_name": "ice volume above floatation (grounded ice, area-corrected)"}
@@ -44,16 +69,17 @@ SLE_ATTRS = {"units": "mm", "long_name": "sea-level contribution relative to the
 
 
 def ensemble_dataset(
-    experiment: str, table: pd.DataFrame, volumes: dict[str, PartitionVolume], left_out: dict[str, str], session: icechunk.Session
+    experiment: str, table: pd.DataFrame, volumes: dict[str, PartitionVolume], left_out: dict[str, str], scalars: dict[str, Scalars]
 ) -> xr.Dataset:
     """The experiment's models (``INST_MODEL``) x model years: ``sle_mm``, ``ivaf``, ``ivaf_control``
     and every ISMIP6 scalar series their views hold, inline values with units and the method.
 
     `left_out`: partition key -> why it has no volume or no sea level (`sea_level_store.sea_level_rows`);
-    the group's ``ismip6_left_out`` attribute maps each such model to its reason."""
+    the group's ``ismip6_left_out`` attribute maps each such model to its reason; `scalars`: partition
+    key -> its scalar series (`scalar_series` or `stored_scalars`; a partition absent has none)."""
     partitions = sorted(v.partition for v in volumes.values() if v.partition.experiment == experiment)
     rows = table[table.experiment == experiment]
-    scalars = {str(p): _scalars(session, p) for p in partitions}
+    scalars = {str(p): scalars.get(str(p), {}) for p in partitions}
     years = set(rows["year"].tolist()) | {int(y) for s in scalars.values() for series, _ in s.values() for y in series.index}
     years = np.array(sorted(years), dtype="int64")
     models = [p.model_group for p in partitions]

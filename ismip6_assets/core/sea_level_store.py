@@ -22,28 +22,28 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+import dask
 import icechunk
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xarray as xr
 import zarr
 
 from ismip6_assets.core.experiments import experiment_attributes
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.sea_level import (
-    FIELDS, LEFT_OUT_ATTR, METHOD, METHOD_ATTR, METHOD_VERSION, SCALARS, MissingFields, PartitionVolume, contribution, densities, ivaf_of_view,
+    FIELDS, METHOD_VERSION, MissingFields, PartitionVolume, contribution, densities, ivaf_graph, ivaf_series,
 )
 from ismip6_assets.core.sea_level import open_view as _open_view
-from ismip6_assets.core.sea_level_ensemble import ensemble_dataset
+from ismip6_assets.core.sea_level_ensemble import (
+    ENSEMBLE_ROOT, Scalars, ensemble_dataset, ensemble_group, scalar_graph, scalar_series, stored_scalars,
+)
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import PartitionState, load_store_state
-from ismip6_assets.core.views import view_group
 from ismip6_assets.core.virtualize import one_line
 
-ENSEMBLE_ROOT = "derived/ensemble"
 TABLE_RELPATH = "derived/sea_level.parquet"
 COLUMNS = ["institution", "model", "experiment", "control_experiment", "year", "time", "ivaf_m3", "ivaf_control_m3", "sle_mm", "rho_ice", "rho_ocean"]
 STATE_KEY = b"ismip6_sea_level"  # parquet schema metadata: what the table was computed from
@@ -51,10 +51,6 @@ STATE_KEY = b"ismip6_sea_level"  # parquet schema metadata: what the table was c
 
 def table_path(store: Location) -> Location:
     return store.join(TABLE_RELPATH)
-
-
-def ensemble_group(experiment: str) -> str:
-    return f"{ENSEMBLE_ROOT}/{experiment}"
 
 
 def _digest(value) -> str:
@@ -121,20 +117,27 @@ def write_table(store: Location, frame: pd.DataFrame, state: dict) -> str:
 
 
 def partition_volume(session: icechunk.Session, partition: PartitionKey, state: PartitionState, scheduler=None) -> PartitionVolume:
-    """The partition's volumes per model year, read through the store; never raises for missing data."""
-    volume = PartitionVolume(partition, volume_key(partition, state), view_key(state), None, recomputed=True)
+    """The partition's volumes per model year and its scalar series, read through the store in one
+    Dask graph (every chunk once, a block's chunks at once) on `scheduler`; never raises for missing data."""
+    volume = PartitionVolume(partition, volume_key(partition, state), view_key(state), None, recomputed=True, scalars={})
     if state.view_sources is None:
         volume.reason = "the store holds no view of this partition"
         return volume
     try:
-        rho_ice, rho_ocean = densities(partition.model_group)
-        ivaf = ivaf_of_view(_open_view(session, partition, {}), rho_ice, rho_ocean, scheduler=scheduler)
-        if ivaf.empty:
-            raise MissingFields("no model year has lithk, sftgif and sftgrf all present")
-        volume.ivaf = ivaf
-    except MissingFields as exc:
-        volume.reason = str(exc)
+        view = _open_view(session, partition, None)
+        scalars = scalar_graph(view)
+        try:
+            graph = ivaf_graph(view, *densities(partition.model_group))
+        except MissingFields as exc:  # its scalars still enter the ensemble
+            graph, volume.reason = None, str(exc)
+        graph, scalars = dask.compute(graph, scalars, scheduler=scheduler)
+        volume.scalars = scalar_series(view, scalars)
+        if graph is not None:
+            volume.ivaf = ivaf_series(view, *graph)
+            if volume.ivaf.empty:
+                volume.ivaf, volume.reason = None, "no model year has lithk, sftgif and sftgrf all present"
     except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves this partition out, not the refresh
+        volume.ivaf, volume.scalars = None, None
         volume.reason, volume.transient = f"its fields could not be read through the store: {one_line(exc)}", True
     return volume
 
@@ -191,6 +194,38 @@ def _affected_experiments(changed: set[PartitionKey], experiments: set[str]) -> 
     return (touched & experiments) | {e for e in experiments if control_of(e) in touched}
 
 
+def _ensemble_scalars(
+    session: icechunk.Session, experiments: list[str], volumes: dict[str, PartitionVolume], before: dict, scheduler
+) -> dict[str, Scalars]:
+    """The scalar series of every partition of `experiments`: read with its fields when recomputed;
+    else from the experiment's stored ensemble when its view is the one that ensemble was built from;
+    else (a scalar source re-delivered, or an ensemble lost) read through the store again.
+
+    Rebuilding an ensemble must not read every model's series from the sources again: with one chunk
+    a step, that was most of a one-file refresh's source requests."""
+    out: dict[str, Scalars] = {}
+    for experiment in experiments:
+        members = {k: v for k, v in volumes.items() if v.partition.experiment == experiment}
+        stored = stored_scalars(session, experiment) if any(v.scalars is None for v in members.values()) else {}
+        for key, volume in members.items():
+            if volume.scalars is not None:
+                out[key] = volume.scalars
+            elif before.get(key, {}).get("view_key") == volume.view_key and volume.partition.model_group in stored:
+                out[key] = stored[volume.partition.model_group]
+            else:
+                out[key] = _read_scalars(session, volume.partition, scheduler)
+    return out
+
+
+def _read_scalars(session: icechunk.Session, partition: PartitionKey, scheduler) -> Scalars:
+    try:
+        view = _open_view(session, partition, None)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return {}
+    (computed,) = dask.compute(scalar_graph(view), scheduler=scheduler)
+    return scalar_series(view, computed)
+
+
 def _stored_ensembles(session: icechunk.Session) -> set[str]:
     try:
         group = zarr.open_group(session.store, path=ENSEMBLE_ROOT, mode="r", zarr_format=3)
@@ -230,7 +265,8 @@ def refresh_sea_level(
     snapshot = head
     if write or remove:
 
-        ensembles = {experiment: ensemble_dataset(experiment, table, volumes, left_out, session) for experiment in write}
+        scalars = _ensemble_scalars(session, write, volumes, before, scheduler)
+        ensembles = {experiment: ensemble_dataset(experiment, table, volumes, left_out, scalars) for experiment in write}
         with lock():
             writable = repo.writable_session(BRANCH)
             root = zarr.open_group(writable.store, mode="a", zarr_format=3)

@@ -1,0 +1,84 @@
+"""What the sea-level refresh reads from the sources, counted by the storage requests the emulator's
+proxy sees (tests/gcs_emulator.py): the real archive of tests/sea_level_support.py on gs://, committed
+through the library pipeline, one source file re-delivered with new bytes, the store and the sea level
+brought up to date."""
+
+from __future__ import annotations
+
+import collections
+import urllib.parse
+import uuid
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ismip6_assets.core.gcs import gcs_filesystem
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.sea_level_store import ensemble_group, refresh_sea_level
+from ismip6_assets.core.store import open_repository
+from tests.sea_level_support import write_real_numbers_archive
+from tests.support.gcs_fixtures import SOURCE_BUCKET, STORE_BUCKET, emulator_access, gcs, gcs_emulator  # noqa: F401 - fixtures
+from tests.test_views import commit_archive
+
+pytestmark = pytest.mark.gcs
+CHANGED = "Projection-AIS/JPL1/ISSM/exp05"
+STEPS = 85  # each of the archive's exp05 fields: one stored chunk per model year
+
+
+def source_gets(requests: list[tuple], prefix: str) -> collections.Counter:
+    """GETs of source objects under gs://ismip6/{prefix}/, by object path below the prefix."""
+    out = collections.Counter()
+    for method, target, *_ in requests:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
+        for marker in (f"/{SOURCE_BUCKET}/{prefix}/", f"/b/{SOURCE_BUCKET}/o/{prefix}/"):
+            if method == "GET" and marker in path:
+                out[path.split(marker, 1)[1]] += 1
+    return out
+
+
+def test_a_re_delivered_file_reads_its_partition_once_and_nothing_else(gcs, tmp_path):
+    """The over-read bench/gcs.py's refresh showed: after one rewritten file, the ensemble of the
+    experiments the partition enters was rebuilt by reading every model's scalar series again from
+    the sources. Only the partition's own chunks may be read, each once."""
+    archive, prefix = tmp_path / "archive", f"sea-level-{uuid.uuid4().hex[:8]}"
+    write_real_numbers_archive(archive)
+    fs = gcs_filesystem(emulator_access())
+    fs.put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/{prefix}/Projection-AIS", recursive=True)
+    source = parse_location(f"gs://{SOURCE_BUCKET}/{prefix}", "source", emulator_access())
+    store = parse_location(f"gs://{STORE_BUCKET}/{prefix}", "store", emulator_access())
+    commit_archive(source, store)
+    repo = open_repository(store, source)
+    first = refresh_sea_level(repo, store)
+    assert len(first.recomputed) == 6 and not first.left_out
+
+    # topg re-delivered with new bytes (a deeper bed): JPL1 exp05's volumes change, nothing else's.
+    topg = archive / CHANGED / "topg_AIS_JPL1_ISSM_exp05.nc"
+    with xr.open_dataset(topg, decode_times=False) as ds:
+        deeper = ds.load()
+    deeper["topg"] = deeper["topg"] - 1.0
+    topg.unlink()
+    deeper.to_netcdf(topg, format="NETCDF4", encoding={"topg": {"zlib": True, "chunksizes": (1, *deeper["topg"].shape[1:])}})
+    fs.put(str(topg), f"{SOURCE_BUCKET}/{prefix}/{CHANGED}/{topg.name}")
+    commit_archive(source, store)
+    gcs.requests(clear=True)
+    after = refresh_sea_level(repo, store)
+    reads = source_gets(gcs.requests(clear=True), prefix)
+
+    assert after.recomputed == ["JPL1/ISSM/exp05"] and after.ensembles_written == ["exp05"]
+    outside = {path: n for path, n in reads.items() if not path.startswith(CHANGED + "/")}
+    assert not outside, f"source objects of unchanged partitions read: {outside}"
+    fields = {f"{CHANGED}/{v}_AIS_JPL1_ISSM_exp05.nc" for v in ("lithk", "topg", "sftgif", "sftgrf")}
+    assert fields <= set(reads), sorted(reads)
+    assert all(n <= STEPS for n in reads.values()), f"a chunk read more than once: {dict(reads)}"
+    jpl = after.table[(after.table.institution == "JPL1") & (after.table.experiment == "exp05")]
+    before = first.table[(first.table.institution == "JPL1") & (first.table.experiment == "exp05")]
+    assert (jpl["ivaf_m3"].to_numpy() != before["ivaf_m3"].to_numpy()).all()  # really recomputed from the new bed
+    ncar = after.table[after.table.institution == "NCAR"]
+    assert np.array_equal(ncar["ivaf_m3"].to_numpy(), first.table[first.table.institution == "NCAR"]["ivaf_m3"].to_numpy())
+    # NCAR's lim, not read again, is still in the rewritten ensemble: taken from the stored one.
+    session = repo.readonly_session("main")
+    ensemble = xr.open_zarr(session.store, group=ensemble_group("exp05"), consolidated=False)
+    with xr.open_dataset(archive / "Projection-AIS/NCAR/CISM/exp05/lim_AIS_NCAR_CISM_exp05.nc") as lim:
+        np.testing.assert_array_equal(ensemble.lim.sel(model="NCAR_CISM").dropna("time").values, lim.lim.values)
+    assert ensemble.lim.attrs["units"] == "kg"
