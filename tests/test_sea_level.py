@@ -109,6 +109,33 @@ def test_the_stac_collection_names_the_table_and_each_items_ensemble(built):
     assert ensemble.extra_fields["xarray:open_kwargs"]["group"] == ensemble_group("exp05") == "derived/ensemble/exp05"
 
 
+def test_a_dask_cluster_reads_the_fields_when_the_executor_setting_names_one(built):
+    """The executor setting (ISMIP6_EXECUTOR=dask://...) reaches the sea level: its fields are read and
+    reduced by the cluster's worker process (the session pickled to it), with the same volumes."""
+    import distributed
+
+    from ismip6_assets.core import executors
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.sea_level_store import partition_volume
+    from ismip6_assets.core.store_state import read_partition_state
+
+    archive, store, refresh = built
+    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
+    key = PartitionKey("NCAR", "CISM", "exp05")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        try:
+            scheduler = executors.read_scheduler(executors.parse_spec(cluster.scheduler_address))
+            assert isinstance(scheduler, distributed.Client)
+            with distributed.get_task_stream(scheduler) as stream:
+                volume = partition_volume(repo.readonly_session("main"), key, read_partition_state(repo, key), scheduler)
+            workers = set(scheduler.scheduler_info()["workers"])
+        finally:
+            executors.shutdown_shared()
+    assert stream.data and {task["worker"] for task in stream.data} <= workers  # the cluster's worker process ran them
+    np.testing.assert_array_equal(volume.ivaf.to_numpy(), rows(refresh.table, "NCAR", "exp05")["ivaf_m3"].to_numpy())
+    assert sorted(volume.scalars) == ["lim"]
+
+
 def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_recomputed(built):
     """Runs last: it changes the module's archive and store."""
     archive, store, first = built
@@ -151,3 +178,4 @@ def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
     assert volume.reason.startswith("its fields could not be read through the store: ") and "\n" not in volume.reason
     saved = {"partitions": {str(key): {"volume_key": volume.volume_key, "view_key": volume.view_key, "reason": volume.reason, "transient": True}}}
     assert _cached_volume(key, read_partition_state(repo, key), {}, saved) is None  # read again next time
+

@@ -11,6 +11,8 @@ Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `Exe
 - ``dask://HOST:PORT`` (or ``tcp://HOST:PORT``): a running Dask distributed scheduler, for when one
   machine is not enough; its workers need this package installed and read access to the source.
 
+`read_scheduler` gives Dask's scheduler for array reads (the sea level) on the same setting.
+
 One executor per process and spec, created on first use and reused by every partition (a fresh
 pool per partition would pay its start-up each time: spawning the workers and importing
 VirtualiZarr in each). A process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one
@@ -123,11 +125,34 @@ def executor_for(n_files: int, spec: ExecutorSpec) -> Executor | None:
     return shared_executor(spec)
 
 
+_read_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def read_scheduler(spec: ExecutorSpec):
+    """Dask's ``scheduler=`` for array reads through the store (the sea level's fields) on the
+    setting per-file virtualization uses: ``serial`` Dask's synchronous scheduler; ``threads[:N]``
+    and ``processes[:N]`` a thread pool of as many workers, this process's, created once (the reads
+    are Icechunk's I/O and zlib, which release the GIL, so threads overlap where HDF5 parsing does
+    not, and a pickled session per process would cost more than it saves); a Dask cluster its
+    ``Client``, so the cluster's workers read and reduce the chunks."""
+    if spec.kind == "serial":
+        return "synchronous"
+    if spec.kind == "dask":
+        # distributed's ClientExecutor keeps its Client as `_client` (shutdown_shared closes it too).
+        return shared_executor(spec)._client
+    workers = spec.workers or os.cpu_count() or 1
+    with _lock:
+        if workers not in _read_pools:
+            _read_pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="ismip6-read")
+        return _read_pools[workers]
+
+
 def shutdown_shared() -> None:
     """Stop every shared executor (a Dask client disconnects; the cluster keeps running)."""
     with _lock:
-        executors = list(_shared.values())
+        executors = list(_shared.values()) + list(_read_pools.values())
         _shared.clear()
+        _read_pools.clear()
     for executor in executors:
         executor.shutdown(wait=True)
         client = getattr(executor, "_client", None)

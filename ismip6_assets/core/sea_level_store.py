@@ -242,7 +242,8 @@ def refresh_sea_level(
     The ensembles are built first, then written in one commit on the branch, its session opened
     under `lock` (the store's `writer_lock`: local storage loses concurrent commits) and rebased
     onto other machines' commits (the paths are disjoint); then the table, which records that commit.
-    `scheduler`: Dask's, for reading the fields (None: its threads).
+    `scheduler`: Dask's, for reading the fields (`executors.read_scheduler` of the executor setting;
+    None: Dask's default threads).
     """
     head = repo.lookup_branch(BRANCH)
     previous, saved = read_table(store)

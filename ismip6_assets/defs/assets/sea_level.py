@@ -2,6 +2,7 @@ import dagster as dg
 
 from ismip6_assets.defs.assets.icechunk_commit import icechunk_commit
 from ismip6_assets.defs.assets.metadata import markdown
+from ismip6_assets.core.executors import read_scheduler
 from ismip6_assets.core.preview import data_uri
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.sea_level_plot import sea_level_png, sea_level_series
@@ -26,7 +27,9 @@ def sea_level(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg
     (every backfill the sensor and ``ismip6 run`` launch selects it); only partitions whose
     lithk/topg/sftgif/sftgrf sources changed are read again, and only the experiments they enter rewritten.
     """
-    result = refresh_sea_level(archive.repository(), archive.store, lock=archive.writer_lock)
+    # The fields are read on the executor setting per-file virtualization uses (a cluster's Dask too).
+    scheduler = read_scheduler(archive.executor_spec)
+    result = refresh_sea_level(archive.repository(), archive.store, scheduler=scheduler, lock=archive.writer_lock)
     table = result.table
     context.log.info(
         f"sea level at {result.snapshot}: {len(result.recomputed)} partitions recomputed, {result.reused} reused, "
