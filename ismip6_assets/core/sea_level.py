@@ -13,17 +13,19 @@ densities (`densities`). Then, with ``dV = ivaf(exp) - ivaf(control)`` matched b
 
     sle_mm = -(dV(t) - dV(t0)) * rho_ice / (1000 * 3.625e14) * 1000      (positive = sea-level rise)
 
-The fields are read with Dask in blocks of whole stored chunks along time (`time_blocks`), every
-chunk once (the four per-step sums share one graph). Knows nothing of Dagster or of where the store is.
+The fields are read with Dask in blocks of whole stored chunks along time (`block_steps`), every
+chunk once, one task a block computing its steps' sums (`block_volumes`). Knows nothing of Dagster or of where the store is.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -96,48 +98,70 @@ def _spacing(values: np.ndarray, axis: str) -> float:
     return abs(float(steps[0]))
 
 
-def no_data(field: xr.DataArray) -> xr.DataArray:
-    """Where `field` holds no value: NaN (decoded fill values included), a recorded ``ignore_value``
-    sentinel, values beyond a declared ``valid_min``/``valid_max``, and fill-sized values."""
-    bad = ~np.isfinite(field) | (abs(field) >= FILL_MAGNITUDE)
-    if "ignore_value" in field.attrs:
-        bad |= field == float(field.attrs["ignore_value"])
-    if "valid_min" in field.attrs:
-        bad |= field < float(field.attrs["valid_min"])
-    if "valid_max" in field.attrs:
-        bad |= field > float(field.attrs["valid_max"])
-    return bad
-
-
-def no_data_as_zero(field: xr.DataArray) -> xr.DataArray:
-    """The field in float64 with 0 where it holds no value (`no_data`)."""
-    values = field.astype("float64")
-    return values.where(~no_data(values), 0.0)
-
-
 # A Dask task reads one field's block: whole stored chunks along time, about this many stored bytes
 # (a few time steps of a real 8 km field), the block's chunks fetched at once by zarr (its
 # ``async.concurrency``): memory stays a few steps a field per worker, and latency is overlapped.
 BLOCK_BYTES = 8 * 2**20
 
 
-def time_blocks(field: xr.DataArray, block_bytes: int = BLOCK_BYTES) -> xr.DataArray:
-    """`field` (opened lazily, not yet Dask) as a Dask array whose blocks are whole stored chunks
-    along time (so no stored chunk is read by two tasks) and the whole grid, ~`block_bytes` each."""
-    if "time" not in field.dims:
-        return field.chunk({d: -1 for d in field.dims})
-    stored = int(field.encoding.get("preferred_chunks", {}).get("time", 1))
-    step_bytes = field.dtype.itemsize * int(np.prod([n for d, n in field.sizes.items() if d != "time"]))
-    steps = max(stored, block_bytes // max(step_bytes, 1) // stored * stored)
+def block_steps(fields: list[xr.DataArray], block_bytes: int = BLOCK_BYTES) -> int:
+    """Time steps a block of `fields` (opened lazily, not yet Dask) holds: a multiple of every
+    field's stored time chunk (no stored chunk read by two tasks), ~`block_bytes` of the largest."""
+    stored = math.lcm(*(int(f.encoding.get("preferred_chunks", {}).get("time", 1)) for f in fields))
+    step_bytes = max(f.dtype.itemsize * int(np.prod([n for d, n in f.sizes.items() if d != "time"])) for f in fields)
+    return max(stored, block_bytes // max(step_bytes, 1) // stored * stored)
+
+
+def time_blocks(field: xr.DataArray, steps: int | None = None) -> xr.DataArray:
+    """`field` (opened lazily) as a Dask array of `steps` (default `block_steps`) along time, whole otherwise."""
+    steps = steps or block_steps([field])
     return field.chunk({d: steps if d == "time" else -1 for d in field.dims})
 
 
-def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> tuple[xr.DataArray, list[xr.DataArray]]:
-    """The lazy per-step volume (m3) of `view` (opened with ``chunks=None``) and, per thickness and
-    mask, whether a step has any value; `ivaf_series` turns them, computed, into the series.
+def _rules(field: xr.DataArray) -> tuple[float | None, float | None, float | None]:
+    return tuple(float(field.attrs[k]) if k in field.attrs else None for k in ("ignore_value", "valid_min", "valid_max"))
 
-    Every field is read in `time_blocks`, once: the volume and the presence tests share its tasks.
-    Raises `MissingFields` (see `ivaf_of_view`)."""
+
+def _no_value(a: np.ndarray, rules: tuple) -> np.ndarray:
+    """Where `a` holds no value: NaN (decoded fill values included), fill-sized values, and with
+    `rules` (`_rules`: the field's recorded ``ignore_value`` sentinel, ``valid_min``, ``valid_max``)
+    the sentinel and values beyond the valid range."""
+    bad = ~np.isfinite(a) | (a >= FILL_MAGNITUDE) | (a <= -FILL_MAGNITUDE)
+    for value, test in zip(rules, (np.equal, np.less, np.greater)):
+        if value is not None:
+            bad |= test(a, value)
+    return bad
+
+
+def _as_zero(a: np.ndarray, rules: tuple) -> np.ndarray:
+    a = a.astype("float64")
+    a[_no_value(a, rules)] = 0.0
+    return a
+
+
+def block_volumes(lithk, topg, sftgif, sftgrf, *, af2: np.ndarray, ratio: float, rules: dict) -> np.ndarray:
+    """Per time step of a block (``(time, y, x)`` arrays; `topg` may be ``(y, x)``): the sum of
+    ``hf * sftgif * sftgrf * af2`` and whether lithk, sftgif and sftgrf have any value (1/0).
+
+    One step at a time, so a block's temporaries are one step's (the method in the module docstring)."""
+    out = np.empty((len(lithk), 4))
+    for t in range(len(lithk)):
+        bed = _as_zero(topg[t] if topg.ndim == 3 else topg, rules["topg"])
+        thickness = lithk[t].astype("float64")
+        # A cell whose thickness is missing holds no ice: its bed term must not count either.
+        hf = np.where(_no_value(thickness, rules["lithk"]), 0.0, thickness + ratio * np.minimum(bed, 0.0))
+        ice = np.clip(_as_zero(sftgif[t], rules["sftgif"]), 0.0, 1.0)
+        grounded = np.clip(_as_zero(sftgrf[t], rules["sftgrf"]), 0.0, 1.0)
+        out[t, 0] = (hf * ice * grounded * af2).sum()
+        # A year a field lacks reads as all-missing in the view: no volume for it, rather than 0.
+        out[t, 1:] = [not np.isnan(a[t]).all() for a in (lithk, sftgif, sftgrf)]
+    return out
+
+
+def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> da.Array:
+    """The lazy ``(time, 4)`` array of `block_volumes` over `view` (opened with ``chunks=None``):
+    one task a block, its four fields' chunks each read once; `ivaf_series` turns it, computed,
+    into the series. Raises `MissingFields` (see `ivaf_of_view`)."""
     missing = [f for f in FIELDS if f not in view.data_vars]
     if missing:
         left_out = view.attrs.get("ismip6_left_out", {})
@@ -145,28 +169,29 @@ def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> tuple[xr.D
     for name in ("lithk", "sftgif", "sftgrf"):
         if set(view[name].dims) != {"time", "y", "x"}:
             raise MissingFields(f"{name} has dims {view[name].dims}, not (time, y, x)")
+    if set(view["topg"].dims) not in ({"time", "y", "x"}, {"y", "x"}):
+        raise MissingFields(f"topg has dims {view['topg'].dims}, not (time, y, x) or (y, x)")
     if "x" not in view.coords or "y" not in view.coords or "year" not in view.coords:
         raise MissingFields("the view has no x/y grid or no year coordinate")
     cell = _spacing(view["x"].values, "x") * _spacing(view["y"].values, "y")
-    af2 = area_factor(view["x"].values, view["y"].values)
-    fields = {f: time_blocks(view[f]) for f in FIELDS}
-    thickness = fields["lithk"].astype("float64")
-    bed = no_data_as_zero(fields["topg"])
-    ice = no_data_as_zero(fields["sftgif"]).clip(0.0, 1.0)
-    grounded = no_data_as_zero(fields["sftgrf"]).clip(0.0, 1.0)
-    # A cell whose thickness is missing holds no ice: its bed term must not count either.
-    above_floatation = (thickness + (rho_ocean / rho_ice) * np.minimum(bed, 0.0)).where(~no_data(thickness), 0.0)
-    volume = (above_floatation * ice * grounded * af2).sum(("y", "x")) * cell
-    # A year a field lacks reads as all-missing in the view: no volume for it, rather than 0.
-    present = [fields[f].notnull().any(("y", "x")) for f in ("lithk", "sftgif", "sftgrf")]
-    return volume, present
+    af2 = area_factor(view["x"].values, view["y"].values).values
+    timed = [f for f in FIELDS if "time" in view[f].dims]
+    steps = block_steps([view[f] for f in timed])
+    arrays = {f: time_blocks(view[f].transpose(*(("time",) if f in timed else ()), "y", "x"), steps).data for f in FIELDS}
+    indices = {f: "tyx" if f in timed else "yx" for f in FIELDS}
+    graph = da.blockwise(
+        block_volumes, "ts", *(x for f in ("lithk", "topg", "sftgif", "sftgrf") for x in (arrays[f], indices[f])),
+        new_axes={"s": 4}, concatenate=True, dtype="float64",
+        af2=af2, ratio=rho_ocean / rho_ice, rules={f: _rules(view[f]) for f in FIELDS},
+    )
+    return graph * np.array([cell, 1.0, 1.0, 1.0])
 
 
-def ivaf_series(view: xr.Dataset, volume: xr.DataArray, present: list[xr.DataArray]) -> pd.Series:
-    """`ivaf_graph`'s results, computed, as the series by model year (years without a field left out)."""
-    keep = np.logical_and.reduce([np.asarray(p) for p in present])
+def ivaf_series(view: xr.Dataset, computed: np.ndarray) -> pd.Series:
+    """`ivaf_graph`'s array, computed, as the series by model year (years without a field left out)."""
+    keep = computed[:, 1:].all(axis=1)
     years = view["year"].values.astype("int64")
-    return pd.Series(np.asarray(volume)[keep], index=pd.Index(years[keep], name="year"), name="ivaf_m3")
+    return pd.Series(computed[keep, 0], index=pd.Index(years[keep], name="year"), name="ivaf_m3")
 
 
 def ivaf_of_view(view: xr.Dataset, rho_ice: float, rho_ocean: float, scheduler=None) -> pd.Series:
@@ -193,9 +218,8 @@ def ivaf_of_view(view: xr.Dataset, rho_ice: float, rho_ocean: float, scheduler=N
     MissingFields
         When a field is absent (the reason names it), or the grid cannot carry the area factor.
     """
-    volume, present = ivaf_graph(view, rho_ice, rho_ocean)
-    volume, *present = dask.compute(volume, *present, scheduler=scheduler)  # one graph: each chunk read once
-    return ivaf_series(view, volume, present)
+    (computed,) = dask.compute(ivaf_graph(view, rho_ice, rho_ocean), scheduler=scheduler)
+    return ivaf_series(view, computed)
 
 
 def sea_level_mm(dv: np.ndarray, rho_ice: float) -> np.ndarray:

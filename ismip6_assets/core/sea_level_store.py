@@ -133,7 +133,7 @@ def partition_volume(session: icechunk.Session, partition: PartitionKey, state: 
         graph, scalars = dask.compute(graph, scalars, scheduler=scheduler)
         volume.scalars = scalar_series(view, scalars)
         if graph is not None:
-            volume.ivaf = ivaf_series(view, *graph)
+            volume.ivaf = ivaf_series(view, graph)
             if volume.ivaf.empty:
                 volume.ivaf, volume.reason = None, "no model year has lithk, sftgif and sftgrf all present"
     except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves this partition out, not the refresh
