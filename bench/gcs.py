@@ -191,6 +191,7 @@ def add_row(results_md: Path, result: dict) -> None:
     numbers before and after a change stay side by side; the rest of the file is throughput.py's."""
     text = results_md.read_text() if results_md.exists() else ""
     head, _, section = text.partition(throughput.GCS_HEADING)
+    section, sep, after = section.partition("\n## ")  # the sections after this one (bench/sea_level.py's) kept
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| commit")]
     # Rows from before the refresh column: "-" there.
     rows = [r if r.count("|") == TABLE_HEADER[0].count("|") else r[: r.rstrip(" |").rfind("|")] + "| - " + r[r.rstrip(" |").rfind("|"):] for r in rows]
@@ -200,7 +201,7 @@ def add_row(results_md: Path, result: dict) -> None:
              "Requests: storage requests the proxy saw during the gs:// run, per file. CPU: the pipeline's processes",
              "(+ the emulator's). Load: the 1-min load average of the 2-core machine, shared with other work.", "",
              *TABLE_HEADER, *rows, row(result)]
-    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" + (f"\n## {after}" if sep else ""))
 
 
 def main() -> None:
