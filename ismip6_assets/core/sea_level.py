@@ -104,12 +104,12 @@ def _spacing(values: np.ndarray, axis: str) -> float:
 BLOCK_BYTES = 8 * 2**20
 
 
-def block_steps(fields: list[xr.DataArray], block_bytes: int = BLOCK_BYTES) -> int:
+def block_steps(fields: list[xr.DataArray], block_bytes: int | None = None) -> int:
     """Time steps a block of `fields` (opened lazily, not yet Dask) holds: a multiple of every
     field's stored time chunk (no stored chunk read by two tasks), ~`block_bytes` of the largest."""
     stored = math.lcm(*(int(f.encoding.get("preferred_chunks", {}).get("time", 1)) for f in fields))
     step_bytes = max(f.dtype.itemsize * int(np.prod([n for d, n in f.sizes.items() if d != "time"])) for f in fields)
-    return max(stored, block_bytes // max(step_bytes, 1) // stored * stored)
+    return max(stored, (block_bytes or BLOCK_BYTES) // max(step_bytes, 1) // stored * stored)
 
 
 def time_blocks(field: xr.DataArray, steps: int | None = None) -> xr.DataArray:
