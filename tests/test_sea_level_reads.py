@@ -37,12 +37,23 @@ def source_gets(requests: list[tuple], prefix: str) -> collections.Counter:
     return out
 
 
+def rewrite(path, change, to=None) -> None:
+    """`path`'s dataset changed by `change`, written (one zlib chunk a step) to `to` or over `path`."""
+    with xr.open_dataset(path, decode_times=False) as ds:
+        changed = change(ds.load())
+    (to or path).unlink(missing_ok=True)
+    (name,) = changed.data_vars
+    changed.to_netcdf(to or path, format="NETCDF4", encoding={name: {"zlib": True, "chunksizes": (1, *changed[name].shape[1:])}})
+
+
 def test_a_re_delivered_file_reads_its_partition_once_and_nothing_else(gcs, tmp_path):
     """The over-read bench/gcs.py's refresh showed: after one rewritten file, the ensemble of the
     experiments the partition enters was rebuilt by reading every model's scalar series again from
     the sources. Only the partition's own chunks may be read, each once."""
     archive, prefix = tmp_path / "archive", f"sea-level-{uuid.uuid4().hex[:8]}"
     write_real_numbers_archive(archive)
+    orog = archive / CHANGED / "orog_AIS_JPL1_ISSM_exp05.nc"  # a variable the sea level does not read
+    rewrite(archive / CHANGED / "topg_AIS_JPL1_ISSM_exp05.nc", lambda ds: ds.rename(topg="orog"), orog)
     fs = gcs_filesystem(emulator_access())
     fs.put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/{prefix}/Projection-AIS", recursive=True)
     source = parse_location(f"gs://{SOURCE_BUCKET}/{prefix}", "source", emulator_access())
@@ -54,11 +65,7 @@ def test_a_re_delivered_file_reads_its_partition_once_and_nothing_else(gcs, tmp_
 
     # topg re-delivered with new bytes (a deeper bed): JPL1 exp05's volumes change, nothing else's.
     topg = archive / CHANGED / "topg_AIS_JPL1_ISSM_exp05.nc"
-    with xr.open_dataset(topg, decode_times=False) as ds:
-        deeper = ds.load()
-    deeper["topg"] = deeper["topg"] - 1.0
-    topg.unlink()
-    deeper.to_netcdf(topg, format="NETCDF4", encoding={"topg": {"zlib": True, "chunksizes": (1, *deeper["topg"].shape[1:])}})
+    rewrite(topg, lambda ds: ds.assign(topg=ds.topg - 1.0))
     fs.put(str(topg), f"{SOURCE_BUCKET}/{prefix}/{CHANGED}/{topg.name}")
     commit_archive(source, store)
     gcs.requests(clear=True)
@@ -82,3 +89,12 @@ def test_a_re_delivered_file_reads_its_partition_once_and_nothing_else(gcs, tmp_
     with xr.open_dataset(archive / "Projection-AIS/NCAR/CISM/exp05/lim_AIS_NCAR_CISM_exp05.nc") as lim:
         np.testing.assert_array_equal(ensemble.lim.sel(model="NCAR_CISM").dropna("time").values, lim.lim.values)
     assert ensemble.lim.attrs["units"] == "kg"
+
+    # A variable the sea level does not read, re-delivered: nothing to recompute, no source read.
+    rewrite(orog, lambda ds: ds.assign(orog=ds.orog + 1.0))
+    fs.put(str(orog), f"{SOURCE_BUCKET}/{prefix}/{CHANGED}/{orog.name}")
+    commit_archive(source, store)
+    gcs.requests(clear=True)
+    last = refresh_sea_level(repo, store)
+    assert source_gets(gcs.requests(clear=True), prefix) == {}
+    assert last.recomputed == [] and last.ensembles_written == [] and not last.current

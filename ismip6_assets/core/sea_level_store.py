@@ -34,7 +34,7 @@ from ismip6_assets.core.experiments import experiment_attributes
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.sea_level import (
-    FIELDS, METHOD_VERSION, MissingFields, PartitionVolume, contribution, densities, ivaf_graph, ivaf_series,
+    FIELDS, METHOD_VERSION, SCALARS, MissingFields, PartitionVolume, contribution, densities, ivaf_graph, ivaf_series,
 )
 from ismip6_assets.core.sea_level import open_view as _open_view
 from ismip6_assets.core.sea_level_ensemble import (
@@ -64,8 +64,11 @@ def volume_key(partition: PartitionKey, state: PartitionState) -> str:
 
 
 def view_key(state: PartitionState) -> str:
-    """What a partition's ensemble entry depends on: every source of its view (the scalars too)."""
-    return _digest(state.view_sources)
+    """What a partition's ensemble entry depends on: whether it has a view, and the sources of its
+    four fields and its ISMIP6 scalars. Not its other variables: a re-delivered velocity file
+    changes nothing the ensemble holds, so it rewrites no ensemble and reads no source."""
+    sources = state.view_sources
+    return _digest([sources is not None, {v: (sources or {}).get(v) for v in (*FIELDS, *SCALARS)}])
 
 
 @dataclass
