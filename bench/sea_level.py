@@ -298,14 +298,17 @@ HEADING = "## Sea level: the fields' reads against a plain read"
 
 
 def add_section(results_md: Path, lines: list[str]) -> None:
-    """RESULTS.md's sea-level section: the newest run's table (bench/results/ keeps each run's JSON)."""
+    """RESULTS.md's sea-level section: every run's paragraph and table, the newest last, so the
+    numbers before and after a change stay side by side (bench/results/ keeps each configuration's newest JSON)."""
     text = results_md.read_text() if results_md.exists() else ""
     head, _, rest = text.partition(HEADING)
-    _, sep, after = rest.partition("\n## ")
+    body, sep, after = rest.partition("\n## ")
+    runs = body[body.index("`bench/sea_level.py --"):].strip("\n") if "`bench/sea_level.py --" in body else ""
     section = [HEADING, "", "Written by `bench/sea_level.py`: the sea level's reads (the library function the `sea_level` asset calls)",
                "against every chunk of the same fields read one after another (netCDF4 locally; one ranged GET a chunk,",
-               "inflated, on gs://), MB/s of the stored chunk bytes; one run, so ratios compare only within it.", "", *lines]
-    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(section) + "\n" + (sep + after if sep else ""))
+               "inflated, on gs://), MB/s of the stored chunk bytes; one run each, so ratios compare only within a run.", "",
+               *([runs, ""] if runs else []), *lines]
+    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(section) + "\n" + (f"\n## {after}" if sep else ""))
 
 
 def main() -> None:
