@@ -224,7 +224,8 @@ def run(partitions: int, grid: int, latency_ms: float, workdir: Path, on_gcs: bo
     source_mb = sum(c[2] for c in chunks) / 1e6
     print(f"archive {archive}: {partitions} partitions x 4 fields, {N_TIMES} steps of {grid}x{grid}, {len(chunks)} chunks, "
           f"{source_mb:.1f} MB stored ({time.perf_counter() - t:.0f} s)", flush=True)
-    result = {"command": f"bench/sea_level.py --partitions {partitions} --grid {grid} --gcs-latency-ms {latency_ms:g}",
+    where = f"--gcs-latency-ms {latency_ms:g}" if on_gcs else "--no-gcs"
+    result = {"command": f"bench/sea_level.py --partitions {partitions} --grid {grid} {where}",
               "archive": archive_shape | {"chunks": len(chunks), "source_mb": round(source_mb, 2)}, "latency_ms": latency_ms,
               "cpus": os.cpu_count(), "load_before": [round(x, 2) for x in os.getloadavg()],
               "env": {k: v for k, v in os.environ.items() if k.startswith("ISMIP6_")}}

@@ -98,10 +98,11 @@ def _spacing(values: np.ndarray, axis: str) -> float:
     return abs(float(steps[0]))
 
 
-# A Dask task reads one field's block: whole stored chunks along time, about this many stored bytes
-# (a few time steps of a real 8 km field), the block's chunks fetched at once by zarr (its
-# ``async.concurrency``): memory stays a few steps a field per worker, and latency is overlapped.
-BLOCK_BYTES = 8 * 2**20
+# A Dask task reads one field's block: whole stored chunks along time, about this many bytes
+# decoded (one or two steps of a real 8 km field, a few of a coarser grid), the block's chunks fetched
+# and decoded at once by zarr (its ``async.concurrency``): memory stays a few steps a field per worker,
+# and latency is overlapped; larger blocks hold more memory for no speed, smaller ones lose speed.
+BLOCK_BYTES = 4 * 2**20
 
 
 def block_steps(fields: list[xr.DataArray], block_bytes: int | None = None) -> int:
