@@ -179,3 +179,19 @@ def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
     saved = {"partitions": {str(key): {"volume_key": volume.volume_key, "view_key": volume.view_key, "reason": volume.reason, "transient": True}}}
     assert _cached_volume(key, read_partition_state(repo, key), {}, saved) is None  # read again next time
 
+
+
+def test_an_unreadable_scalar_source_leaves_its_series_out_not_the_ensemble(built):
+    """Runs last: it deletes a source file behind the store's back. A partition whose scalars must be
+    read again (its view changed) but cannot be gives no series; the ensemble is still built."""
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.sea_level import PartitionVolume
+    from ismip6_assets.core.sea_level_store import _ensemble_scalars
+
+    archive, store, _ = built
+    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
+    (archive / "Projection-AIS/NCAR/CISM/exp05/lim_AIS_NCAR_CISM_exp05.nc").unlink()
+    key = PartitionKey("NCAR", "CISM", "exp05")
+    volume = PartitionVolume(key, "volume", "a view the ensemble was not built from", None)
+    scalars = _ensemble_scalars(repo.readonly_session("main"), ["exp05"], {str(key): volume}, {}, "synchronous")
+    assert scalars == {str(key): {}}

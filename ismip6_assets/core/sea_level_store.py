@@ -221,11 +221,13 @@ def _ensemble_scalars(
 
 
 def _read_scalars(session: icechunk.Session, partition: PartitionKey, scheduler) -> Scalars:
+    """The partition's scalar series through the store; none when its view or a source cannot be
+    read (its fields could not be either: it is transient and read again next refresh)."""
     try:
         view = _open_view(session, partition, None)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        (computed,) = dask.compute(scalar_graph(view), scheduler=scheduler)
+    except Exception:  # noqa: BLE001 - one unreadable source leaves its series out, not the refresh
         return {}
-    (computed,) = dask.compute(scalar_graph(view), scheduler=scheduler)
     return scalar_series(view, computed)
 
 
