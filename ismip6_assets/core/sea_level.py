@@ -14,7 +14,8 @@ densities (`densities`). Then, with ``dV = ivaf(exp) - ivaf(control)`` matched b
     sle_mm = -(dV(t) - dV(t0)) * rho_ice / (1000 * 3.625e14) * 1000      (positive = sea-level rise)
 
 The fields are read with Dask in blocks of whole stored chunks along time (`block_steps`), every
-chunk once, one task a block computing its steps' sums (`block_volumes`). Knows nothing of Dagster or of where the store is.
+chunk once, one task a block computing its steps' sums (`block_volumes`). Knows nothing of Dagster
+or of where the store is.
 """
 
 from __future__ import annotations
