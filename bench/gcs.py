@@ -188,9 +188,11 @@ def row(result: dict) -> str:
 
 def add_row(results_md: Path, result: dict) -> None:
     """RESULTS.md keeps one row per bench/gcs.py run (newest last) in its gs:// section, so the
-    numbers before and after a change stay side by side; the rest of the file is throughput.py's."""
+    numbers before and after a change stay side by side; what is before it is throughput.py's, the
+    sections after it (bench/commits.py's) are kept as they are."""
     text = results_md.read_text() if results_md.exists() else ""
     head, _, section = text.partition(throughput.GCS_HEADING)
+    section, more, after = section.partition("\n## ")  # later sections (bench/commits.py's) stay as they are
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| commit")]
     # Rows from before the refresh column: "-" there.
     rows = [r if r.count("|") == TABLE_HEADER[0].count("|") else r[: r.rstrip(" |").rfind("|")] + "| - " + r[r.rstrip(" |").rfind("|"):] for r in rows]
@@ -200,7 +202,8 @@ def add_row(results_md: Path, result: dict) -> None:
              "Requests: storage requests the proxy saw during the gs:// run, per file. CPU: the pipeline's processes",
              "(+ the emulator's). Load: the 1-min load average of the 2-core machine, shared with other work.", "",
              *TABLE_HEADER, *rows, row(result)]
-    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+    tail = f"\n## {after.rstrip()}\n" if more else ""
+    results_md.write_text(head.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n" + tail)
 
 
 def main() -> None:
