@@ -188,7 +188,8 @@ def row(result: dict) -> str:
 
 def add_row(results_md: Path, result: dict) -> None:
     """RESULTS.md keeps one row per bench/gcs.py run (newest last) in its gs:// section, so the
-    numbers before and after a change stay side by side; the rest of the file is throughput.py's."""
+    numbers before and after a change stay side by side; what is before it is throughput.py's, the
+    sections after it (bench/commits.py's) are kept as they are."""
     text = results_md.read_text() if results_md.exists() else ""
     head, _, section = text.partition(throughput.GCS_HEADING)
     section, sep, after = section.partition("\n## ")  # the sections after this one (bench/sea_level.py's) kept
