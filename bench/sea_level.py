@@ -327,10 +327,7 @@ def main() -> None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     result = run(args.partitions, args.grid, args.gcs_latency_ms, args.workdir.resolve(), on_gcs=not args.no_gcs)
-    git = ["git", "-C", str(HERE.parent)]
-    result["commit"] = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():
-        result["commit"] += " + uncommitted changes"
+    result["commit"] = shape.code_commit(HERE.parent)
     lines = report(result)
     print("\n".join(lines))
     out = HERE / "results" / f"sea-level-p{args.partitions}-g{args.grid}-latency{args.gcs_latency_ms:g}.json"

@@ -165,3 +165,14 @@ def write_partitions(dest: str | Path, partitions: int, files: int, grid: int = 
     with ProcessPoolExecutor(2) as pool:
         list(pool.map(_write_file, jobs, chunksize=32))
     marker.write_text(json.dumps(wanted))
+
+
+def code_commit(repo: Path) -> str:
+    """The commit a bench measured, marked when the package had uncommitted changes."""
+    import subprocess
+
+    git = ["git", "-C", str(repo)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "ismip6_assets"], capture_output=True, text=True).stdout.strip():
+        commit += " + uncommitted changes"
+    return commit
