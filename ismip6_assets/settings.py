@@ -24,6 +24,7 @@ from ismip6_assets.core.locations import SOURCE_SETTING, STORE_SETTING, ConfigEr
 from ismip6_assets.core.paths import ARCHIVE_TOP
 from ismip6_assets.core.skip_list import SKIP_LIST_SETTING, SkipList
 from ismip6_assets.core.store import DEFAULT_SNAPSHOT_CACHE_NODES, DEFAULT_WRITER_WAIT_SECONDS, check_store
+from ismip6_assets.core.virtualize import one_line
 
 SOURCE_ENV = SOURCE_SETTING
 STORE_ENV = STORE_SETTING
@@ -210,15 +211,9 @@ def check_source(source: Location, setting: str = SOURCE_ENV) -> None:
     except FileNotFoundError:
         has_top = False
     except Exception as exc:  # noqa: BLE001 - any client error is a configuration problem here
-        raise ConfigError(f"{setting}={source.url}: cannot list it ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ConfigError(f"{setting}={source.url}: cannot list it ({one_line(exc)})") from None
     if not has_top:
         raise ConfigError(f"{setting}={source.url}: no {ARCHIVE_TOP}/ folder there (expected {source.url}/{ARCHIVE_TOP}/INST/MODEL/EXP/*.nc)")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error's message, at most 200 characters (a client's may be a page)."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def resolve(settings: Settings, check: bool = True, existing_store: bool = False) -> tuple[Location, Location]:
