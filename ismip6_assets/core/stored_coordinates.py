@@ -38,11 +38,11 @@ def time_problem(values: np.ndarray, attrs: dict) -> str:
 
 
 def member_names(store, group: str) -> list[str]:
-    """The names of a stored group's members, from one listing (no member's metadata parsed:
+    """The names of a stored group's members, sorted, from one listing (no member's metadata parsed:
     zarr's ``Group.arrays()`` reads and parses every member's)."""
 
     async def listed() -> list[str]:
-        return [name async for name in store.list_dir(group) if name != "zarr.json"]
+        return sorted([name async for name in store.list_dir(group) if name != "zarr.json"])
 
     return sync(listed())
 

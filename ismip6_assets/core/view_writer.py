@@ -23,6 +23,7 @@ from zarr.core.sync import sync
 from ismip6_assets.core.group_writer import array_metadata, store_rendered
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.views import NotViewable, ViewField, ViewPlan, ViewSummary, plan_view, render_view, view_group
+from ismip6_assets.core.stored_coordinates import member_names
 from ismip6_assets.core.virtualize import SOURCE_FINGERPRINT_ATTR, SOURCE_URL_ATTR, VirtualizedFile, one_line
 
 _VIRTUAL = 2  # icechunk.ChunkType.virtual, as array_chunk_iterator reports it
@@ -90,10 +91,6 @@ async def field_of_group(store, group: str, variable: str) -> tuple[str, ViewFie
     return fingerprint, ViewField(variable, fingerprint, str(attrs.get(SOURCE_URL_ATTR, "")), metadata, manifest, coords)
 
 
-async def _variable_groups(store, experiment_group: str) -> list[str]:
-    return sorted(n for n in [n async for n in store.list_dir(experiment_group)] if n != "zarr.json")
-
-
 def build_plan(store, partition: PartitionKey, written: list[VirtualizedFile]) -> ViewPlan:
     """The plan of the view from the session's variable groups (those of `written` from memory)."""
     return plan_view(partition, *view_inputs(store, partition, written))
@@ -103,7 +100,7 @@ def view_inputs(
     store, partition: PartitionKey, written: list[VirtualizedFile]
 ) -> tuple[list[ViewField], dict[str, str], dict[str, str]]:
     """(fields, variables already left out with their reasons, fingerprint of every variable group)."""
-    names = sync(_variable_groups(store, partition.group))
+    names = member_names(store, partition.group)
     fields, left_out, sources = [], {}, {}
     by_variable = {vf.variable: vf for vf in written}
     for name in names:
