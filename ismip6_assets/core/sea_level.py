@@ -147,8 +147,9 @@ def block_volumes(lithk, topg, sftgif, sftgrf, *, af2: np.ndarray, ratio: float,
 
     One step at a time, so a block's temporaries are one step's (the method in the module docstring)."""
     out = np.empty((len(lithk), 4))
+    static_bed = _as_zero(topg, rules["topg"]) if topg.ndim == 2 else None  # a (y, x) bed: decoded once, not once a step
     for t in range(len(lithk)):
-        bed = _as_zero(topg[t] if topg.ndim == 3 else topg, rules["topg"])
+        bed = static_bed if static_bed is not None else _as_zero(topg[t], rules["topg"])
         thickness = lithk[t].astype("float64")
         # A cell whose thickness is missing holds no ice: its bed term must not count either.
         hf = np.where(_no_value(thickness, rules["lithk"]), 0.0, thickness + ratio * np.minimum(bed, 0.0))
