@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from ismip6_assets.defs.assets import file_index, icechunk_commit, sea_level, store_catalog, virtual_dataset
+from ismip6_assets.defs.assets import file_index, icechunk_commit, ice_volume, sea_level, store_catalog, virtual_dataset
 from ismip6_assets.defs.checks import reconciliation
 from ismip6_assets.defs.io_managers import StorePickleIOManager
 from ismip6_assets.defs.jobs import materialize_partition_job, refresh_catalog_job, store_maintenance_job, store_maintenance_schedule
@@ -19,7 +19,7 @@ def build_resources(archive: ArchiveResource) -> dict:
     return resources
 
 
-ASSETS = [file_index, virtual_dataset, icechunk_commit]  # partitioned, one run per model/experiment
+ASSETS = [file_index, virtual_dataset, icechunk_commit, ice_volume]  # partitioned, batched into runs by the backfill policy
 CATALOG_ASSETS = [store_catalog, sea_level]  # unpartitioned, downstream of every partition's commit
 CHECKS = [reconciliation]
 

@@ -11,17 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def commit_policy_batches(defs) -> bool:
-    """Every partitioned asset batches partitions into runs the same way (one run covers all three)."""
-    policies = {defs.resolve_assets_def(k).backfill_policy for k in ("file_index", "virtual_dataset", "icechunk_commit")}
+    """Every partitioned asset batches partitions into runs the same way (one run covers all four)."""
+    policies = {defs.resolve_assets_def(k).backfill_policy for k in ("file_index", "virtual_dataset", "icechunk_commit", "ice_volume")}
     return len(policies) == 1 and policies.pop().max_partitions_per_run == 25
 
 
 def test_definitions_name_the_product():
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"file_index", "virtual_dataset", "icechunk_commit", "ice_volume", "store_catalog", "sea_level"}
     assert {k.name for k in graph.asset_check_keys} == {"reconciliation"}
     sensor = defs.resolve_sensor_def("archive_sensor")  # targets the assets it requests backfills of
-    assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
+    assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} == {"file_index", "virtual_dataset", "icechunk_commit", "ice_volume", "store_catalog", "sea_level"}
     assert commit_policy_batches(defs)
     commit = defs.resolve_assets_def("icechunk_commit")
     assert commit.partitions_def.name == "model_experiment"
@@ -45,7 +45,7 @@ def test_dg_lists_our_definitions_from_the_repo(tmp_path):
     proc = subprocess.run([str(dg_cli), "list", "defs", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     listed = json.loads(proc.stdout)
-    assert {a["asset_key"] for a in listed["assets"]} == {"file_index", "virtual_dataset", "icechunk_commit", "store_catalog", "sea_level"}
+    assert {a["asset_key"] for a in listed["assets"]} == {"file_index", "virtual_dataset", "icechunk_commit", "ice_volume", "store_catalog", "sea_level"}
     assert "archive_sensor" in {s["name"] for s in listed["sensors"]}
     assert "materialize_partition" in {j["name"] for j in listed["jobs"]}
 

@@ -109,6 +109,33 @@ def test_the_stac_collection_names_the_table_and_each_items_ensemble(built):
     assert ensemble.extra_fields["xarray:open_kwargs"]["group"] == ensemble_group("exp05") == "derived/ensemble/exp05"
 
 
+def test_a_partitions_saved_volumes_are_taken_only_while_its_sources_are_the_stores(built):
+    """The `ice_volume` asset's saved results (derived/volumes/...json): the same numbers as read
+    through the store, bit for bit; taken again while current; ignored once a field's source differs."""
+    import dataclasses
+
+    from ismip6_assets.core.partition_volumes import refresh_partition_volumes, saved_volumes, volume_path
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.store_state import read_partition_state
+
+    archive, store, refresh = built
+    location = parse_location(str(store), "store")
+    repo = open_repository(location, parse_location(str(archive), "source"))
+    key = PartitionKey("JPL1", "ISSM", "exp05")
+    first = refresh_partition_volumes(repo, location, [key])[key]
+    assert first.recomputed and (store / "derived/volumes/JPL1_ISSM/exp05.json").exists()
+    assert volume_path(location, key).url.endswith("/derived/volumes/JPL1_ISSM/exp05.json")
+    again = refresh_partition_volumes(repo, location, [key])[key]
+    assert not again.recomputed  # current: taken from the file, not read
+    np.testing.assert_array_equal(again.ivaf.to_numpy(), rows(refresh.table, "JPL1", "exp05")["ivaf_m3"].to_numpy())
+    assert list(again.ivaf.index) == list(first.ivaf.index) and sorted(again.scalars) == sorted(first.scalars) == ["lim"]
+    assert again.scalars["lim"][0].equals(first.scalars["lim"][0]) and again.scalars["lim"][1] == first.scalars["lim"][1]
+    state = read_partition_state(repo, key)
+    assert saved_volumes(location, {key: state})
+    moved = dataclasses.replace(state, view_sources={**state.view_sources, "lithk": "another fingerprint"})
+    assert saved_volumes(location, {key: moved}) == {}  # a re-delivered field: read again
+
+
 def test_a_dask_cluster_reads_the_fields_when_the_executor_setting_names_one(built):
     """The executor setting (ISMIP6_EXECUTOR=dask://...) reaches the sea level: its fields are read and
     reduced by the cluster's worker process (the session pickled to it), with the same volumes."""
@@ -116,7 +143,7 @@ def test_a_dask_cluster_reads_the_fields_when_the_executor_setting_names_one(bui
 
     from ismip6_assets.core import executors
     from ismip6_assets.core.paths import PartitionKey
-    from ismip6_assets.core.sea_level_store import partition_volume
+    from ismip6_assets.core.partition_volumes import partition_volume
     from ismip6_assets.core.store_state import read_partition_state
 
     archive, store, refresh = built
@@ -165,7 +192,8 @@ def test_a_partition_without_a_field_is_left_out_with_its_reason_and_only_it_is_
 def test_a_source_that_cannot_be_read_leaves_its_partition_out_for_now(built):
     """Runs last: it deletes a source file behind the store's back. The refresh goes on, and the
     reason is not cached: the next refresh tries the partition again."""
-    from ismip6_assets.core.sea_level_store import _cached_volume, partition_volume
+    from ismip6_assets.core.partition_volumes import partition_volume
+    from ismip6_assets.core.sea_level_store import _cached_volume
     from ismip6_assets.core.store_state import read_partition_state
     from ismip6_assets.core.paths import PartitionKey
 

@@ -27,6 +27,12 @@ def test_a_run_brings_the_sea_level_up_to_date_with_a_picture_per_experiment(tmp
     event = instance.get_latest_materialization_event(dg.AssetKey("sea_level"))
     metadata = event.asset_materialization.metadata
     assert metadata["partitions_recomputed"].value == 6 and metadata["left_out"].value == 0
+    # Each partition's volumes were read in its own run (`ice_volume`), not again by the sea level.
+    assert metadata["partitions_from_ice_volume"].value == 6
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("ice_volume"), asset_partitions=["JPL1/ISSM/exp05"]), limit=1).records
+    volume = records[0].asset_materialization.metadata
+    assert volume["recomputed"].value is True and volume["last_year"].value == 2099 and volume["left_out"].value == ""
+    assert volume["volume_json"].value.endswith("/derived/volumes/JPL1_ISSM/exp05.json")
     assert metadata["picture_exp05"].value.startswith("![exp05: sea-level contribution") and "data:image/png;base64," in metadata["picture_exp05"].value
     assert "picture_ctrl_proj_std" not in metadata  # a control has no sea-level contribution to draw
     assert "| exp05 | 2 |" in metadata["sea_level_2100"].value

@@ -15,7 +15,6 @@ Knows nothing of Dagster; the store location and the repository are arguments.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -33,16 +32,14 @@ import zarr
 from ismip6_assets.core.experiments import experiment_attributes
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
-from ismip6_assets.core.sea_level import (
-    FIELDS, METHOD_VERSION, SCALARS, MissingFields, PartitionVolume, contribution, densities, ivaf_graph, ivaf_series,
-)
+from ismip6_assets.core.partition_volumes import partition_volume, saved_volumes, view_key, volume_key
+from ismip6_assets.core.sea_level import METHOD_VERSION, PartitionVolume, contribution, densities
 from ismip6_assets.core.sea_level import open_view as _open_view
 from ismip6_assets.core.sea_level_ensemble import (
     ENSEMBLE_ROOT, Scalars, ensemble_dataset, ensemble_group, scalar_graph, scalar_series, stored_scalars,
 )
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import PartitionState, load_store_state
-from ismip6_assets.core.virtualize import one_line
 
 TABLE_RELPATH = "derived/sea_level.parquet"
 COLUMNS = ["institution", "model", "experiment", "control_experiment", "year", "time", "ivaf_m3", "ivaf_control_m3", "sle_mm", "rho_ice", "rho_ocean"]
@@ -51,24 +48,6 @@ STATE_KEY = b"ismip6_sea_level"  # parquet schema metadata: what the table was c
 
 def table_path(store: Location) -> Location:
     return store.join(TABLE_RELPATH)
-
-
-def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def volume_key(partition: PartitionKey, state: PartitionState) -> str:
-    """What a partition's volumes depend on: its four fields' sources, the densities, the method."""
-    sources = state.view_sources or {}
-    return _digest([METHOD_VERSION, densities(partition.model_group), {f: sources.get(f) for f in FIELDS}])
-
-
-def view_key(state: PartitionState) -> str:
-    """What a partition's ensemble entry depends on: whether it has a view, and the sources of its
-    four fields and its ISMIP6 scalars. Not its other variables: a re-delivered velocity file
-    changes nothing the ensemble holds, so it rewrites no ensemble and reads no source."""
-    sources = state.view_sources
-    return _digest([sources is not None, {v: (sources or {}).get(v) for v in (*FIELDS, *SCALARS)}])
 
 
 @dataclass
@@ -81,6 +60,7 @@ class SeaLevelRefresh:
     left_out: dict[str, str] = field(default_factory=dict)  # partition -> why it has no volume or no sea level
     recomputed: list[str] = field(default_factory=list)
     reused: int = 0
+    from_partition_runs: int = 0  # of the recomputed, those whose volumes the `ice_volume` asset had saved
     ensembles_written: list[str] = field(default_factory=list)
     ensembles_removed: list[str] = field(default_factory=list)
     current: bool = False  # the saved table already described the head: nothing done
@@ -117,32 +97,6 @@ def write_table(store: Location, frame: pd.DataFrame, state: dict) -> str:
     target = table_path(store)
     store.put_atomic(target, buffer.getvalue())
     return target.url
-
-
-def partition_volume(session: icechunk.Session, partition: PartitionKey, state: PartitionState, scheduler=None) -> PartitionVolume:
-    """The partition's volumes per model year and its scalar series, read through the store in one
-    Dask graph (every chunk once, a block's chunks at once) on `scheduler`; never raises for missing data."""
-    volume = PartitionVolume(partition, volume_key(partition, state), view_key(state), None, recomputed=True, scalars={})
-    if state.view_sources is None:
-        volume.reason = "the store holds no view of this partition"
-        return volume
-    try:
-        view = _open_view(session, partition, None)
-        scalars = scalar_graph(view)
-        try:
-            graph = ivaf_graph(view, *densities(partition.model_group))
-        except MissingFields as exc:  # its scalars still enter the ensemble
-            graph, volume.reason = None, str(exc)
-        graph, scalars = dask.compute(graph, scalars, scheduler=scheduler)
-        volume.scalars = scalar_series(view, scalars)
-        if graph is not None:
-            volume.ivaf = ivaf_series(view, graph)
-            if volume.ivaf.empty:
-                volume.ivaf, volume.reason = None, "no model year has lithk, sftgif and sftgrf all present"
-    except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves this partition out, not the refresh
-        volume.ivaf, volume.scalars = None, None
-        volume.reason, volume.transient = f"its fields could not be read through the store: {one_line(exc)}", True
-    return volume
 
 
 def _cached_volume(partition: PartitionKey, state: PartitionState, previous: dict, saved: dict) -> PartitionVolume | None:
@@ -259,7 +213,14 @@ def refresh_sea_level(
     volumes: dict[str, PartitionVolume] = {}
     previous = {key: rows for key, rows in previous.groupby(["institution", "model", "experiment"])}
     for key, (partition, state) in sorted(states.items()):
-        volumes[key] = _cached_volume(partition, state, previous, saved) or partition_volume(session, partition, state, scheduler)
+        cached = _cached_volume(partition, state, previous, saved)
+        if cached is not None:
+            volumes[key] = cached
+    # What the partitions' own runs computed (the `ice_volume` asset), where still current; the rest is read here.
+    fresh = saved_volumes(store, {p: s for k, (p, s) in states.items() if k not in volumes})
+    for key, (partition, state) in sorted(states.items()):
+        if key not in volumes:
+            volumes[key] = fresh.get(partition) or partition_volume(session, partition, state, scheduler)
     table, left_out = sea_level_rows(volumes)
     before = saved.get("partitions", {})
     changed = {v.partition for k, v in volumes.items() if before.get(k, {}).get("view_key") != v.view_key or v.recomputed}
@@ -288,4 +249,5 @@ def refresh_sea_level(
     return SeaLevelRefresh(
         table, url, snapshot, left_out, recomputed=sorted(k for k, v in volumes.items() if v.recomputed),
         reused=sum(not v.recomputed for v in volumes.values()), ensembles_written=write, ensembles_removed=remove,
+        from_partition_runs=len(fresh),
     )

@@ -8,8 +8,8 @@ from ismip6_assets.defs.resources import ArchiveResource
 # "Materialize this partition" in one click: the three assets and their check, per partition.
 materialize_partition_job = dg.define_asset_job(
     "materialize_partition",
-    selection=dg.AssetSelection.assets("file_index", "virtual_dataset", "icechunk_commit"),
-    description="Index, virtualize and commit models/experiments (one commit each), then reconcile each.",
+    selection=dg.AssetSelection.assets("file_index", "virtual_dataset", "icechunk_commit", "ice_volume"),
+    description="Index, virtualize and commit models/experiments (one commit each), then reconcile each and compute its ice volume.",
     # All steps in the run's own process: a process per step would pay the imports again for each
     # (README, Performance). The `icechunk_writer` pool is enforced by the run queue and the
     # in-process executor alike.

@@ -18,7 +18,7 @@ from ismip6_assets.core.store_state import read_store_state
 
 # What a backfill the sensor requests covers: every partitioned asset of the partitions the store is
 # behind on, and the catalog once after them.
-PARTITIONED_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit")]
+PARTITIONED_ASSETS = [dg.AssetKey(k) for k in ("file_index", "virtual_dataset", "icechunk_commit", "ice_volume")]
 # Unpartitioned, after the commits: the catalog and the sea-level products.
 DERIVED_ASSETS = {dg.AssetKey("store_catalog"), dg.AssetKey("sea_level")}
 COMMIT_ASSET = dg.AssetKey("icechunk_commit")

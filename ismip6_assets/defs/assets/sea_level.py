@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ismip6_assets.defs.assets.icechunk_commit import icechunk_commit
+from ismip6_assets.defs.assets.ice_volume import END_YEAR, ice_volume
 from ismip6_assets.defs.assets.metadata import markdown
 from ismip6_assets.core.executors import read_scheduler
 from ismip6_assets.core.preview import data_uri
@@ -8,11 +8,9 @@ from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.sea_level_plot import sea_level_png, sea_level_series
 from ismip6_assets.core.sea_level_store import refresh_sea_level
 
-END_YEAR = 2099  # the state at 2100-01-01: what the papers call "2100"
-
 
 @dg.asset(
-    deps=[icechunk_commit],
+    deps=[ice_volume],
     group_name="ismip6",
     kinds={"parquet", "xarray"},
     owners=["team:ismip6"],
@@ -23,16 +21,18 @@ def sea_level(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg
     ``{STORE}/derived/sea_level.parquet`` and one ensemble dataset per experiment in the store at
     ``derived/ensemble/{EXP}``.
 
-    Unpartitioned: one table of the whole ensemble, refreshed once after the commits of a backfill
-    (every backfill the sensor and ``ismip6 run`` launch selects it); only partitions whose
-    lithk/topg/sftgif/sftgrf sources changed are read again, and only the experiments they enter rewritten.
+    Unpartitioned: one table of the whole ensemble, refreshed once after a backfill's partitions
+    (every backfill the sensor and ``ismip6 run`` launch selects it) from their `ice_volume`s; only
+    the experiments a changed partition enters are rewritten. A partition whose saved volume is not
+    current (it was never run through `ice_volume`, or that failed) is read here.
     """
-    # The fields are read on the executor setting per-file virtualization uses (a cluster's Dask too).
+    # Those reads run on the executor setting per-file virtualization uses (a cluster's Dask too).
     scheduler = read_scheduler(archive.executor_spec)
     result = refresh_sea_level(archive.repository(), archive.store, scheduler=scheduler, lock=archive.writer_lock)
     table = result.table
     context.log.info(
-        f"sea level at {result.snapshot}: {len(result.recomputed)} partitions recomputed, {result.reused} reused, "
+        f"sea level at {result.snapshot}: {len(result.recomputed)} partitions recomputed ({result.from_partition_runs} from their ice_volume), "
+        f"{result.reused} reused, "
         f"ensembles written: {', '.join(result.ensembles_written) or 'none'}"
     )
     at_end = table[(table.year == END_YEAR) & table.sle_mm.notna()]
@@ -47,6 +47,7 @@ def sea_level(context: dg.AssetExecutionContext, archive: ArchiveResource) -> dg
         "rows": len(table),
         "partitions_recomputed": len(result.recomputed),
         "partitions_reused": result.reused,
+        "partitions_from_ice_volume": result.from_partition_runs,
         "ensembles_written": ", ".join(result.ensembles_written) or "none",
         "left_out": len(result.left_out),
         "left_out_table": markdown([{"partition": k, "reason": v} for k, v in sorted(result.left_out.items())]),

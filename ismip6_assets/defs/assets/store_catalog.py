@@ -1,6 +1,7 @@
 import dagster as dg
 
 from ismip6_assets.defs.assets.icechunk_commit import icechunk_commit
+from ismip6_assets.defs.assets.ice_volume import ice_volume
 from ismip6_assets.defs.assets.metadata import markdown, table
 from ismip6_assets.core.catalog import availability, availability_png, build_catalog, catalog_path, stac_dir, write_catalog
 from ismip6_assets.core.preview import data_uri
@@ -11,7 +12,9 @@ TABLE_ROWS = 500  # the UI's table; the parquet holds every row
 
 
 @dg.asset(
-    deps=[icechunk_commit],
+    # After the partitions' runs have finished (`ice_volume` is their last asset), not only their
+    # commits: it then runs in the same run as `sea_level`, one run start-up for both.
+    deps=[icechunk_commit, ice_volume],
     group_name="ismip6",
     kinds={"parquet", "stac"},
     owners=["team:ismip6"],
