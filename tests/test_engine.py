@@ -60,6 +60,10 @@ def test_a_killed_run_is_marked_failed_by_dagster_and_its_retry_completes(archiv
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             run_id, pid = wait_for(lambda: started_worker(instance), 180, "a partitions run starting", proc)
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{parent}/cmdline") as f:
+                assert "multiprocessing.forkserver" in f.read()  # a warm run worker (run_launcher.py), not a fresh interpreter
             os.kill(pid, signal.SIGKILL)  # the run worker dies mid-run: OOM, a native crash, kill -9
             out, _ = proc.communicate(timeout=400)
             assert proc.returncode == 0, out

@@ -34,12 +34,13 @@ def cmd_run(args) -> int:
 
     settings = _settings(args)  # before Dagster's imports: a bad setting fails in a blink
     source, store = resolve(settings)
-    from ismip6_assets.cli.daemon_process import instance_for_command, running_daemon
+    from ismip6_assets.cli.daemon_process import code_server, instance_for_command, running_daemon
 
-    with instance_for_command(settings.dagster_home) as instance:
+    # The code server and the daemon start before Dagster's imports here, the pipeline's and the
+    # plan, so their start-ups overlap them (daemon_process.py).
+    with code_server() as server, instance_for_command(settings.dagster_home) as instance:
         log = None if args.verbose else os.path.join(instance.root_directory, "ismip6-daemon.log")
-        # Started before the pipeline's imports and the plan, so its start-up overlaps them.
-        with running_daemon(instance, log):
+        with running_daemon(instance, log, server):
             outcomes = _run(args, settings, source, store, instance)
     totals = {k: sum(getattr(o, k) for o in outcomes) for k in ("files", "written", "removed", "failures")}
     statuses = {s: sum(o.status == s for o in outcomes) for s in ("OK", "WARN", "ERROR", "FAILED")}

@@ -25,14 +25,18 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.views import view_group
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 FIELDS = ("lithk", "topg", "sftgif", "sftgrf")
 # ISMIP6 scalar series the ensemble datasets carry when the archive has them (facts: "Scalars").
@@ -182,6 +186,8 @@ def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> da.Array:
     steps = block_steps([view[f] for f in timed])
     arrays = {f: time_blocks(view[f].transpose(*(("time",) if f in timed else ()), "y", "x"), steps).data for f in FIELDS}
     indices = {f: "tyx" if f in timed else "yx" for f in FIELDS}
+    import dask.array as da  # here, not at import: a quarter second every Dagster process would pay (code server, daemon)
+
     graph = da.blockwise(
         block_volumes, "ts", *(x for f in ("lithk", "topg", "sftgif", "sftgrf") for x in (arrays[f], indices[f])),
         new_axes={"s": 4}, concatenate=True, dtype="float64",

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 
-import dagster._daemon.controller as controller
 
 BACKFILL_POLL_SECONDS = 1
 END_WITH_PARENT = "--end-with-parent"
@@ -33,7 +32,26 @@ def _end_with_parent(parent: int) -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+def _wait_for_socket(argv: list[str], timeout: float = 120.0) -> None:
+    """With ``--grpc-socket PATH`` (the code server `ismip6 run` started beside this daemon), wait
+    until it listens: a daemon that cannot reach its code location when it starts marks the
+    backfills it serves failed, and tries the location again only a minute later."""
+    if "--grpc-socket" not in argv:
+        return
+    socket = argv[argv.index("--grpc-socket") + 1]
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(socket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def main() -> None:
+    from ismip6_assets.defs.run_worker import start_fork_server, warm_workers_configured
+    from ismip6_assets.settings import process_environment
+
+    if warm_workers_configured(process_environment().get("DAGSTER_HOME")):
+        start_fork_server()  # first: its imports overlap the daemon's own, not the first run's (run_launcher.py)
+    import dagster._daemon.controller as controller
+
     controller.DEFAULT_DAEMON_INTERVAL_SECONDS = BACKFILL_POLL_SECONDS
     if END_WITH_PARENT in sys.argv:
         sys.argv.remove(END_WITH_PARENT)
@@ -41,6 +59,7 @@ def main() -> None:
     from dagster._daemon.cli import main as daemon_cli
 
     sys.argv[0] = "ismip6-daemon"
+    _wait_for_socket(sys.argv)  # after the daemon's own imports, which overlap the server's start-up
     daemon_cli()
 
 
