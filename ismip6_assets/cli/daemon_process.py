@@ -113,10 +113,8 @@ def running_daemon(instance: dg.DagsterInstance, log_path: str | None = None, se
     finally:
         # Every run it launched has finished: nothing is lost by stopping it (and the code server)
         # at once; its graceful shutdown waits out each daemon loop's sleep.
-        os.killpg(server.process.pid if server else daemon.pid, signal.SIGKILL)
+        os.killpg(server.process.pid if server else daemon.pid, signal.SIGKILL)  # the server's group holds the daemon
         daemon.wait()
-        if server is not None:
-            server.stop()
         instance.wipe_daemon_heartbeats()  # so the next command does not take it for a running daemon
         if log is not subprocess.DEVNULL:
             log.close()
