@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import icechunk
@@ -33,9 +32,6 @@ from ismip6_assets.core.store_state import PartitionState, read_partition_state
 from ismip6_assets.core.virtualize import one_line
 
 VOLUMES_RELPATH = "derived/volumes"
-# Partitions read at once in a run: on gs:// a partition's reads are a few round trips deep, and
-# several partitions in flight overlap them; on local disk they share the cores.
-PARTITIONS_AT_ONCE = 4
 
 
 def _digest(value) -> str:
@@ -162,7 +158,7 @@ def refresh_partition_volumes(
             store.put_atomic(volume_path(store, partition), volume_document(volume, session.snapshot_id))
         return volume
 
-    todo = [p for p in states if p not in current]
-    with ThreadPoolExecutor(PARTITIONS_AT_ONCE, thread_name_prefix="ismip6-volume") as pool:
-        computed = dict(zip(todo, pool.map(compute, todo)))
-    return {p: current.get(p) or computed[p] for p in states}
+    # One partition after another: partitions read from threads sharing one session deadlocked
+    # (a thread parked in Icechunk's `PyStore.as_bytes`, the store pickled by Dask's tokenizing of
+    # `.chunk()`, while the others waited), a run hanging for good in the sensor path's bench.
+    return {p: current.get(p) or compute(p) for p in states}

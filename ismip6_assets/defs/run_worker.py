@@ -57,6 +57,14 @@ def execute_run(run_id: str, serialized_instance_ref: str) -> None:
     from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import capture_interrupts, setup_interrupt_handlers
 
+    from ismip6_assets.core.executors import shutdown_shared
+
     setup_interrupt_handlers()
-    with capture_interrupts(), DagsterInstance.from_ref(deserialize_value(serialized_instance_ref, InstanceRef)) as instance:
-        _execute_run_command_body(run_id, instance, lambda event: None, set_exit_code_on_failure=False)
+    try:
+        with capture_interrupts(), DagsterInstance.from_ref(deserialize_value(serialized_instance_ref, InstanceRef)) as instance:
+            _execute_run_command_body(run_id, instance, lambda event: None, set_exit_code_on_failure=False)
+    finally:
+        # A multiprocessing child runs no atexit handlers, and on exit it waits for its own
+        # children: without this, the run's virtualization pool (executors.shared_executor) kept
+        # the finished worker alive for good.
+        shutdown_shared()
