@@ -40,7 +40,11 @@ class CodeServer:
     process group of its own that the daemon joins (`running_daemon`), so both stop together."""
 
     def __init__(self) -> None:
-        self.folder = tempfile.mkdtemp(prefix="ismip6-code-")
+        from dagster_shared.seven.temp_dir import get_system_temp_directory  # light: not Dagster's own imports
+
+        # /tmp, not TMPDIR, as Dagster's own code servers: a socket path past 107 bytes does not
+        # bind (a deep TMPDIR), and the daemon then waited for a server that never listened.
+        self.folder = tempfile.mkdtemp(prefix="ismip6-code-", dir=get_system_temp_directory())
         self.socket = os.path.join(self.folder, "grpc.sock")
         self.log = open(os.path.join(self.folder, "code-server.log"), "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

@@ -19,8 +19,25 @@ PRELOAD = [
 FORK_LOCK = threading.Lock()
 
 
+def _short_temp_dir() -> None:
+    """Put this process's `multiprocessing` temp folder under /tmp (Dagster's convention for its
+    sockets too), not TMPDIR: the fork server binds a Unix socket there, and a path past 107 bytes
+    (a deep TMPDIR, as a test's machine has) failed with "AF_UNIX path too long", the daemon with it."""
+    import tempfile
+    from multiprocessing import util
+
+    from dagster_shared.seven.temp_dir import get_system_temp_directory
+
+    saved, tempfile.tempdir = tempfile.tempdir, get_system_temp_directory()
+    try:
+        util.get_temp_dir()  # created once a process, then reused
+    finally:
+        tempfile.tempdir = saved
+
+
 def fork_context():
     """The `multiprocessing` context of warm run workers: forked from this process's fork server."""
+    _short_temp_dir()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
