@@ -223,3 +223,15 @@ def test_an_unreadable_scalar_source_leaves_its_series_out_not_the_ensemble(buil
     volume = PartitionVolume(key, "volume", "a view the ensemble was not built from", None)
     scalars = _ensemble_scalars(repo.readonly_session("main"), ["exp05"], {str(key): volume}, {}, "synchronous")
     assert scalars == {str(key): {}}
+
+
+def test_block_fetches_raise_zarr_concurrency_only_within():
+    import zarr
+
+    from ismip6_assets.core.sea_level import BLOCK_FETCHES_AT_ONCE, block_fetches
+
+    before = zarr.config.get("async.concurrency")
+    assert before < BLOCK_FETCHES_AT_ONCE  # else the setting would change nothing
+    with block_fetches():
+        assert zarr.config.get("async.concurrency") == BLOCK_FETCHES_AT_ONCE
+    assert zarr.config.get("async.concurrency") == before

@@ -25,7 +25,7 @@ import pandas as pd
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.sea_level import FIELDS, METHOD_VERSION, SCALARS, MissingFields, PartitionVolume, densities, ivaf_graph, ivaf_series
-from ismip6_assets.core.sea_level import open_view
+from ismip6_assets.core.sea_level import block_fetches, open_view
 from ismip6_assets.core.sea_level_ensemble import scalar_graph, scalar_series
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import PartitionState, read_partition_state
@@ -66,7 +66,8 @@ def partition_volume(session: icechunk.Session, partition: PartitionKey, state: 
             graph = ivaf_graph(view, *densities(partition.model_group))
         except MissingFields as exc:  # its scalars still enter the ensemble
             graph, volume.reason = None, str(exc)
-        graph, scalars = dask.compute(graph, scalars, scheduler=scheduler)
+        with block_fetches():
+            graph, scalars = dask.compute(graph, scalars, scheduler=scheduler)
         volume.scalars = scalar_series(view, scalars)
         if graph is not None:
             volume.ivaf = ivaf_series(view, graph)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,6 +32,7 @@ import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.views import view_group
@@ -108,6 +110,21 @@ def _spacing(values: np.ndarray, axis: str) -> float:
 # and decoded at once by zarr (its ``async.concurrency``): memory stays a few steps a field per worker,
 # and latency is overlapped; larger blocks hold more memory for no speed, smaller ones lose speed.
 BLOCK_BYTES = 4 * 2**20
+
+
+# zarr fetches an array's chunks at most ``async.concurrency`` at a time (default 10), so a block of
+# 86 one-step chunks (a scalar series, a small grid's field) waited for 9 round trips in turn on
+# gs://; this many at once fetches such a block in one. It bounds requests in flight, not memory:
+# a block's decoded chunks are held together anyway (`BLOCK_BYTES`).
+BLOCK_FETCHES_AT_ONCE = 128
+
+
+@contextmanager
+def block_fetches():
+    """Within it, zarr fetches up to `BLOCK_FETCHES_AT_ONCE` chunks of a block at once. zarr's
+    config is this process's: the reads of a Dask cluster's workers keep their own setting."""
+    with zarr.config.set({"async.concurrency": BLOCK_FETCHES_AT_ONCE}):
+        yield
 
 
 def block_steps(fields: list[xr.DataArray], block_bytes: int | None = None) -> int:
@@ -227,7 +244,8 @@ def ivaf_of_view(view: xr.Dataset, rho_ice: float, rho_ocean: float, scheduler=N
     MissingFields
         When a field is absent (the reason names it), or the grid cannot carry the area factor.
     """
-    (computed,) = dask.compute(ivaf_graph(view, rho_ice, rho_ocean), scheduler=scheduler)
+    with block_fetches():
+        (computed,) = dask.compute(ivaf_graph(view, rho_ice, rho_ocean), scheduler=scheduler)
     return ivaf_series(view, computed)
 
 

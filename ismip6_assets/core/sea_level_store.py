@@ -33,7 +33,7 @@ from ismip6_assets.core.experiments import experiment_attributes
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.partition_volumes import partition_volume, saved_volumes, view_key, volume_key
-from ismip6_assets.core.sea_level import METHOD_VERSION, PartitionVolume, contribution, densities
+from ismip6_assets.core.sea_level import METHOD_VERSION, PartitionVolume, block_fetches, contribution, densities
 from ismip6_assets.core.sea_level import open_view as _open_view
 from ismip6_assets.core.sea_level_ensemble import (
     ENSEMBLE_ROOT, Scalars, ensemble_dataset, ensemble_group, scalar_graph, scalar_series, stored_scalars,
@@ -179,7 +179,8 @@ def _read_scalars(session: icechunk.Session, partition: PartitionKey, scheduler)
     read (its fields could not be either: it is transient and read again next refresh)."""
     try:
         view = _open_view(session, partition, None)
-        (computed,) = dask.compute(scalar_graph(view), scheduler=scheduler)
+        with block_fetches():
+            (computed,) = dask.compute(scalar_graph(view), scheduler=scheduler)
     except Exception:  # noqa: BLE001 - one unreadable source leaves its series out, not the refresh
         return {}
     return scalar_series(view, computed)
