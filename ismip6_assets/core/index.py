@@ -150,20 +150,30 @@ def _model_group_collisions(rows: pd.DataFrame) -> dict[str, list[str]]:
     return {g: sorted(f"{i}/{m}" for i, m in pairs.loc[dupes[dupes == g].index].values) for g in set(dupes)}
 
 
+INDEX_RELPATH = "index"
+
+
 def index_path(store: Location, partition: PartitionKey | None = None) -> Location:
     """``{STORE}/index/INST/MODEL/EXP.parquet``; ``pd.read_parquet(f"{STORE}/index")`` reads all."""
-    base = store.join("index")
+    base = store.join(INDEX_RELPATH)
     return base.join(f"{partition}.parquet") if partition else base
 
 
 def write_index(store: Location, partition: PartitionKey, rows: pd.DataFrame) -> str:
-    target = index_path(store, partition)
-    # Rendered in memory and written in one put: through a gcsfs file object each of the parquet
-    # writer's flushes is an upload of its own, a round trip each.
-    buffer = io.BytesIO()
-    rows.to_parquet(buffer, index=False)
-    store.put_atomic(target, buffer.getvalue())
-    return target.url
+    return write_indexes(store, {partition: rows})[partition]
+
+
+def write_indexes(store: Location, rows: dict[PartitionKey, pd.DataFrame]) -> dict[PartitionKey, str]:
+    """Each partition's rows as its parquet (`index_path`); on gs:// in one concurrent batch."""
+    docs = {}
+    for partition, frame in rows.items():
+        # Rendered in memory and written in one put: through a gcsfs file object each of the parquet
+        # writer's flushes is an upload of its own, a round trip each.
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        docs[f"{INDEX_RELPATH}/{partition}.parquet"] = buffer.getvalue()
+    store.put_many(docs)
+    return {partition: index_path(store, partition).url for partition in rows}
 
 
 def read_full_index(store: Location) -> pd.DataFrame:

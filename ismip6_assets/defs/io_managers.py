@@ -32,9 +32,12 @@ class StorePickleIOManager(dg.ConfigurableIOManager):
 
     archive: ArchiveResource
 
+    def _relpath(self, context: dg.OutputContext | dg.InputContext, partition: str) -> str:
+        return "/".join(["dagster", *context.asset_key.path, f"{partition}.pkl"])
+
     def _target(self, context: dg.OutputContext | dg.InputContext, partition: str):
         store = self.archive.store
-        return store, store.join("dagster", *context.asset_key.path, f"{partition}.pkl")
+        return store, store.join(self._relpath(context, partition))
 
     @staticmethod
     def _partitions(context: dg.OutputContext | dg.InputContext) -> list[str]:
@@ -43,12 +46,12 @@ class StorePickleIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if obj is None:
             return
-        partitions = self._partitions(context)
-        for partition in partitions:
-            value = obj[partition] if context.has_asset_partitions else obj
-            store, target = self._target(context, partition)
-            store.put_atomic(target, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))  # one upload on gs://
-            _recent[(target.url, context.run_id)] = value
+        store = self.archive.store
+        values = {self._relpath(context, p): obj[p] if context.has_asset_partitions else obj for p in self._partitions(context)}
+        # A run's partitions in one concurrent batch on gs://, not a round trip each.
+        store.put_many({relpath: pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL) for relpath, value in values.items()})
+        for relpath, value in values.items():
+            _recent[(store.join(relpath).url, context.run_id)] = value
         while len(_recent) > RECENT_VALUES:
             _recent.popitem(last=False)
 

@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from ismip6_assets.defs.assets.metadata import file_records, file_table, markdown
-from ismip6_assets.core.index import list_archive, write_index
+from ismip6_assets.core.index import list_archive, write_indexes
 from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.defs.resources import ArchiveResource
@@ -37,9 +37,11 @@ def file_index(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
     a run may cover several partitions (the backfill policy), each with its own value and metadata.
     """
     values = {}
-    for key, listing in listings(archive, context.partition_keys).items():
+    found = listings(archive, context.partition_keys)
+    index_urls = write_indexes(archive.store, {PartitionKey.parse(key): listing.rows for key, listing in found.items()})
+    for key, listing in found.items():
         partition = PartitionKey.parse(key)
-        index_url = write_index(archive.store, partition, listing.rows)
+        index_url = index_urls[partition]
         context.log.info(f"{partition}: {len(listing.rows)} files indexed, {len(listing.ignored)} ignored")
         values[key] = listing.rows
         context.add_asset_metadata(
