@@ -26,9 +26,14 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
-from ismip6_assets.core.locations import ConfigError
+from ismip6_assets.core.locations import ConfigError, Location
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 EXECUTOR_ENV = "ISMIP6_EXECUTOR"
 DEFAULT_SPEC = "processes"
@@ -123,6 +128,28 @@ def executor_for(n_files: int, spec: ExecutorSpec) -> Executor | None:
     if spec.kind == "processes" and n_files < POOL_MIN_FILES and spec not in _shared:
         return None
     return shared_executor(spec)
+
+
+# Partitions a read-only step (the reconciliation check) reads side by side when the store or the
+# source is on object storage: there each partition's reads wait on round trips, not on the CPU. On
+# local disk they are CPU, and threads would only contend for the GIL: one after another.
+REMOTE_PARTITIONS_AT_ONCE = 8
+
+
+def partitions_at_once(*locations: Location) -> int:
+    """How many partitions to read side by side for `locations` (see `REMOTE_PARTITIONS_AT_ONCE`)."""
+    return REMOTE_PARTITIONS_AT_ONCE if any(loc.scheme != "file" for loc in locations) else 1
+
+
+def map_in_order(fn: Callable[[T], R], items: Iterable[T], at_once: int) -> Iterator[R]:
+    """``fn`` of each item, up to `at_once` running together, yielded in the items' order as each
+    is ready (a caller logs progress as it goes); the first error raised is raised here."""
+    items = list(items)
+    if at_once <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(min(at_once, len(items)), thread_name_prefix="ismip6-partition") as pool:
+        yield from pool.map(fn, items)
 
 
 _read_pools: dict[int, ThreadPoolExecutor] = {}

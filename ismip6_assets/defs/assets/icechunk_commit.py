@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 import dagster as dg
 import pandas as pd
 
@@ -6,7 +8,8 @@ from ismip6_assets.core.failures import write_failures
 from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.preview import partition_preview, stored_variables
-from ismip6_assets.core.reconcile import commit_plan, replan, store_diff
+from ismip6_assets.core.executors import map_in_order, partitions_at_once
+from ismip6_assets.core.reconcile import CommitPlan, commit_plan, replan, store_diff
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.store import BRANCH, commit_partition
 from ismip6_assets.core.store_state import read_partition_state
@@ -42,17 +45,41 @@ def icechunk_commit(
     one after another, each in its own commit with its own metadata.
     """
     keys = list(file_index)
-    for i, key in enumerate(keys, start=1):
-        metadata = commit_one(context, archive, PartitionKey.parse(key), file_index[key], virtual_dataset[key])
-        context.add_asset_metadata(metadata, partition_key=key)
-        context.log.info(f"[{i}/{len(keys)}] {key}: {metadata['commit_message']}")
+    committed: list[Committed] = []
+    try:
+        for i, key in enumerate(keys, start=1):
+            committed.append(commit_one(archive, PartitionKey.parse(key), file_index[key], virtual_dataset[key]))
+            context.log.info(f"[{i}/{len(keys)}] {key}: {committed[-1].message or NOTHING_TO_COMMIT}")
+    finally:
+        # What each materialization shows is read back from its commit once the commits are made
+        # (those made before a failed one included), side by side on gs://: the next commit does
+        # not wait on the round trips of the last one's reads.
+        at_once = partitions_at_once(archive.store, archive.source)
+        for done, (metadata, warning) in zip(committed, map_in_order(lambda c: commit_metadata(archive, c), committed, at_once)):
+            if warning:
+                context.log.warning(f"{done.partition}: preview {warning}")
+            context.add_asset_metadata(metadata, partition_key=str(done.partition))
     return dg.MaterializeResult()
 
 
-def commit_one(
-    context: dg.AssetExecutionContext, archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult
-) -> dict:
-    """One partition's commit and the metadata its materialization shows."""
+NOTHING_TO_COMMIT = "nothing to commit: the store already matched the archive"
+
+
+@dataclass
+class Committed:
+    """One partition's commit: what was planned and what landed (`snapshot` None: nothing)."""
+
+    partition: PartitionKey
+    rows: pd.DataFrame
+    plan: CommitPlan
+    failures: list
+    snapshot: str | None
+    message: str
+    failures_url: str | None
+
+
+def commit_one(archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult) -> Committed:
+    """One partition's commit."""
     repo = archive.repository()
     diff = store_diff(partition, rows, read_partition_state(repo, partition))
     plan = commit_plan(diff, virtualized.files, virtualized.failures)
@@ -63,6 +90,12 @@ def commit_one(
         lock=archive.writer_lock, replan=again,
     )
     failures_url = write_failures(archive.store, virtualized.failures)
+    return Committed(partition, rows, plan, virtualized.failures, snapshot, message, failures_url)
+
+
+def commit_metadata(archive: ArchiveResource, done: Committed) -> tuple[dict, str]:
+    """The metadata a commit's materialization shows, and why its preview failed ("" when it did not)."""
+    repo, partition, plan, snapshot = archive.repository(), done.partition, done.plan, done.snapshot
     # No commit: another writer did the work (commit_partition's replan), so this run wrote nothing.
     written = [vf.group for vf in plan.write] if snapshot else []
     removed = [partition.variable_group(v) for v in plan.remove] if snapshot else []
@@ -75,14 +108,13 @@ def commit_one(
         preview = partition_preview(repo, partition, stored=stored, session=session)
     except Exception as exc:  # noqa: BLE001 - a preview that cannot read its refs says so; the check judges the store
         preview_error = f"reading through the store failed: {one_line(exc)}"
-        context.log.warning(f"{partition}: preview {preview_error}")
     example = preview.variable if preview else (stored[0] if stored else "lithk")
     view = read_view(session.store, partition)
     return {
             "commit_id": snapshot or "",
-            "commit_message": message or "nothing to commit: the store already matched the archive",
+            "commit_message": done.message or NOTHING_TO_COMMIT,
             "branch_head": session.snapshot_id,  # the head this commit made (or found nothing to change on)
-            "files": len(rows),
+            "files": len(done.rows),
             "groups_written": len(written),
             "groups_removed": len(removed),
             "partition_groups": len(stored),  # this partition's variable groups on the branch head
@@ -91,8 +123,8 @@ def commit_one(
             "groups_added": group_list(written),
             "groups_deleted": group_list(removed),
             "failure_table": failure_table(plan.failures),
-            **({"failures_log": dg.MetadataValue.path(failures_url)} if failures_url else {}),
+            **({"failures_log": dg.MetadataValue.path(done.failures_url)} if done.failures_url else {}),
             **view_metadata(view),
             "open_with_xarray": snippet(open_code(archive.store, archive.source, partition, view, example)),
             "preview": preview_markdown(preview, preview_error),
-    }
+    }, preview_error
