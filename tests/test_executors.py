@@ -9,6 +9,7 @@ import pytest
 from ismip6_assets.core import executors, virtualize
 from ismip6_assets.core.executors import ExecutorSpec, executor_for, make_executor, parse_spec
 from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.source_reads import HEAD_BYTES, OneFileStore
 from ismip6_assets.core.locations import ConfigError, parse_location
 from ismip6_assets.cli.runs import run_partition
 from ismip6_assets.defs.resources import ArchiveResource
@@ -101,3 +102,52 @@ def test_dask_cluster_virtualizes_and_a_partition_commits_through_it(rows_and_so
             executors.shutdown_shared()
     ds = open_group(open_plain_repo(store_dir, archive_dir), "AWI_PISM1/exp05/lithk")
     assert ds["lithk"].shape[0] == 3
+
+
+def test_partitions_side_by_side_only_when_a_location_is_remote():
+    local, remote = parse_location("/tmp/store", "store"), parse_location("gs://bucket/store", "store")
+    assert executors.partitions_at_once(local, local) == 1
+    assert executors.partitions_at_once(local, remote) == executors.REMOTE_PARTITIONS_AT_ONCE > 1
+
+
+def test_map_in_order_runs_side_by_side_and_keeps_the_order():
+    # All three wait for each other: one after another, the barrier would break.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def slowest_first(n: int) -> int:
+        barrier.wait()
+        return n * n
+
+    assert list(executors.map_in_order(slowest_first, [3, 1, 2], at_once=3)) == [9, 1, 4]
+    threads: list[str] = []
+    assert list(executors.map_in_order(lambda n: threads.append(threading.current_thread().name) or n, [1, 2], 1)) == [1, 2]
+    assert set(threads) == {threading.current_thread().name}  # one at a time: in the caller's thread
+
+
+def test_map_in_order_raises_the_error_of_an_item():
+    def fails_on_two(n: int) -> int:
+        if n == 2:
+            raise ValueError("two is bad")
+        return n
+
+    results = executors.map_in_order(fails_on_two, [1, 2, 3], at_once=2)
+    assert next(results) == 1
+    with pytest.raises(ValueError, match="two is bad"):
+        next(results)
+
+
+def test_a_worker_virtualizes_from_the_head_it_is_given(rows_and_source, archive_dir, monkeypatch):
+    """The head a parent fetched travels with the row: the worker fetches nothing of the file."""
+    rows, source = rows_and_source
+    row = next(r for r in rows if 0 < int(r["size"]) < HEAD_BYTES)
+    (path,) = archive_dir.rglob(row["url"].rsplit("/", 1)[-1])
+    expected = virtualize.virtualize_with_head(row, source, None)
+
+    def no_fetch(self, start, end):
+        raise OSError(f"fetched bytes {start}-{end}")
+
+    monkeypatch.setattr(OneFileStore, "_fetch", no_fetch)
+    assert "fetched bytes" in virtualize.virtualize_with_head(row, source, None).error
+    given = virtualize.virtualize_with_head(row, source, path.read_bytes())
+    assert isinstance(given, virtualize.VirtualizedFile), given
+    assert (given.group, given.chunk_refs, sorted(given.dataset.variables)) == (expected.group, expected.chunk_refs, sorted(expected.dataset.variables))

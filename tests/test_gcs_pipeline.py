@@ -300,3 +300,21 @@ def test_a_file_rewritten_after_indexing_is_refused_by_its_pinned_generation(gcs
     result = virtualize_rows(rows, source)
     assert not result.files
     assert result.failures[0].error == f"source changed while virtualizing (fingerprint {rows[0]['fingerprint']} is gone)"
+
+
+def test_a_process_pool_on_gs_gets_each_head_from_the_parent(gcs, gcs_archive):
+    """Through an executor on gs://, the heads are fetched at once in the parent and travel with the
+    rows: the workers' results match the inline ones, for the same one request a file."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    source = parse_location("gs://ismip6", "source", emulator_access())
+    rows = list_archive(source).for_partition("AWI/PISM1/exp05").to_dict("records")
+    gcs.counts(clear=True)
+    inline = virtualize_rows(rows, source)
+    inline_requests = gcs.counts()
+    with ProcessPoolExecutor(2) as pool:
+        gcs.counts(clear=True)
+        pooled = virtualize_rows(rows, source, executor=pool)
+        assert gcs.counts() == inline_requests == {"GET": len(rows)}
+    summary = lambda result: sorted((f.group, f.chunk_refs, sorted(f.dataset.variables)) for f in result.files)  # noqa: E731
+    assert summary(pooled) == summary(inline) and not pooled.failures and len(pooled.files) == len(rows)

@@ -44,6 +44,11 @@ class OneFileStore:
     def head_length(self) -> int:
         return min(HEAD_BYTES, self._size)
 
+    @property
+    def prefetched(self) -> bytes | None:
+        """The head fetched so far (None: not yet, or its fetch failed)."""
+        return self._head
+
     def header(self) -> bytes:
         """The file's first `HEAD_BYTES` (all of a smaller file), fetched on first use."""
         if self._head is None:

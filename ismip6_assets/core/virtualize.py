@@ -73,13 +73,19 @@ class VirtualizationResult:
     failures: list[FailureRecord] = field(default_factory=list)
 
 
-def file_store(row: dict, source: Location) -> OneFileStore:
-    """The reads of one indexed file (see source_reads.py): head once, pinned to its fingerprint."""
+def file_store(row: dict, source: Location, head: bytes | None = None) -> OneFileStore:
+    """The reads of one indexed file (see source_reads.py): head once (`head`: already fetched),
+    pinned to its fingerprint."""
     from obspec_utils.registry import ObjectStoreRegistry
 
     store = source.read_store
     _, path = ObjectStoreRegistry({source.prefix_url: store}).resolve(row["url"])
-    return OneFileStore(store, path, int(row["size"]), source.pinned_read_options(row["fingerprint"]))
+    return OneFileStore(store, path, int(row["size"]), source.pinned_read_options(row["fingerprint"]), head=head)
+
+
+def virtualize_with_head(row: dict, source: Location, head: bytes | None) -> VirtualizedFile | FailureRecord:
+    """`virtualize_file` with the file's head its caller fetched (None: fetched here), in a pool's worker."""
+    return virtualize_file(row, source, file_store(row, source, head))
 
 
 def _registry(source: Location, reads: OneFileStore):
@@ -176,20 +182,25 @@ def virtualize_rows(
 ) -> VirtualizationResult:
     """Virtualize many files, sequentially or through any `concurrent.futures` executor.
 
-    Inline (no executor), the heads of all files are fetched at once first (`source_reads.prefetch`),
-    so the partition waits on one round trip for them instead of one per file; the parses then run
-    one after another. Then a file whose time is not dates takes the axis of the files virtualized
-    with it (`fixes.borrowed_time`), or becomes a `FailureRecord` saying why. Threads were faster for one partition alone on gs:// but slower in whole
-    runs, where partitions already overlap (bench/HISTORY.md).
+    Inline (no executor), and through an executor when the source is on object storage, the heads
+    of all files are fetched at once first (`source_reads.prefetch`): the partition waits on one
+    round trip for them instead of one a file. The parses then run one after another, or in the
+    executor's workers, which receive each head with its row. On local disk a read is no round
+    trip, so an executor's workers read their files themselves. Then a file whose time is not
+    dates takes the axis of the files virtualized with it (`fixes.borrowed_time`), or becomes a
+    `FailureRecord` saying why.
     """
     rows = list(rows)
     result = VirtualizationResult()
-    if executor is None:
+    if executor is not None and source.scheme == "file":
+        items = executor.map(virtualize_file, rows, [source] * len(rows))
+    else:
         reads = [file_store(row, source) for row in rows]
         prefetch(r for row, r in zip(rows, reads) if int(row["size"]))
-        items = map(virtualize_file, rows, [source] * len(rows), reads)
-    else:
-        items = executor.map(virtualize_file, rows, [source] * len(rows))
+        if executor is None:
+            items = map(virtualize_file, rows, [source] * len(rows), reads)
+        else:
+            items = executor.map(virtualize_with_head, rows, [source] * len(rows), [r.prefetched for r in reads])
     for i, item in enumerate(items, start=1):
         (result.failures if isinstance(item, FailureRecord) else result.files).append(item)
         if progress:
