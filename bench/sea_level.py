@@ -327,6 +327,8 @@ def main() -> None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     result = run(args.partitions, args.grid, args.gcs_latency_ms, args.workdir.resolve(), on_gcs=not args.no_gcs)
+    import shape
+
     result["commit"] = shape.code_commit(HERE.parent)
     lines = report(result)
     print("\n".join(lines))
