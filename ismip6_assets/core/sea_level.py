@@ -304,5 +304,10 @@ class PartitionVolume:
 
 
 def open_view(session, partition: PartitionKey, chunks) -> xr.Dataset:
-    """The partition's view group, lazily (`chunks`: Dask chunks, None: none; times left as stored)."""
-    return xr.open_zarr(session.store, group=view_group(partition), consolidated=False, decode_times=False, chunks=chunks)
+    """The partition's view group, lazily (`chunks`: Dask chunks, None: none; times left as stored).
+
+    Its arrays decode a block's chunks in batches of up to `BLOCK_FETCHES_AT_ONCE` (zarr's
+    ``codec_pipeline.batch_size``, 1 by default, fixed when an array is opened): a scalar series
+    of 86 one-step chunks otherwise pays zarr's per-chunk scheduling 86 times."""
+    with zarr.config.set({"codec_pipeline.batch_size": BLOCK_FETCHES_AT_ONCE}):
+        return xr.open_zarr(session.store, group=view_group(partition), consolidated=False, decode_times=False, chunks=chunks)
