@@ -216,13 +216,29 @@ def test_an_unreadable_scalar_source_leaves_its_series_out_not_the_ensemble(buil
     from ismip6_assets.core.sea_level import PartitionVolume
     from ismip6_assets.core.sea_level_store import _ensemble_scalars
 
+    from ismip6_assets.core.index import list_archive
+    from ismip6_assets.core.store import commit_partition
+    from ismip6_assets.core.virtualize import virtualize_rows
+
     archive, store, _ = built
-    repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
-    (archive / "Projection-AIS/NCAR/CISM/exp05/lim_AIS_NCAR_CISM_exp05.nc").unlink()
+    source = parse_location(str(archive), "source")
+    repo = open_repository(parse_location(str(store), "store"), source)
     key = PartitionKey("NCAR", "CISM", "exp05")
+    lim = archive / "Projection-AIS/NCAR/CISM/exp05/lim_AIS_NCAR_CISM_exp05.nc"
     volume = PartitionVolume(key, "volume", "a view the ensemble was not built from", None)
-    scalars = _ensemble_scalars(repo.readonly_session("main"), ["exp05"], {str(key): volume}, {}, "synchronous")
-    assert scalars == {str(key): {}}
+
+    def ensemble_scalars():
+        return _ensemble_scalars(repo.readonly_session("main"), ["exp05"], {str(key): volume}, {}, "synchronous")[str(key)]
+
+    # Decoded as it was virtualized, lim is inline in the view: its source is not read again.
+    assert "lim" in ensemble_scalars()
+    # Committed again as references (not decoded, as for a series beyond its file's head), then gone.
+    files = virtualize_rows(list_archive(source).for_partition(str(key)).to_dict("records"), source).files
+    for vf in files:
+        vf.series = None
+    commit_partition(repo, key, files, [], [], rebuild_view=True)
+    lim.unlink()
+    assert ensemble_scalars() == {}
 
 
 def test_block_fetches_raise_zarr_concurrency_only_within():

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from ismip6_assets.core.index import list_archive
 from ismip6_assets.core.locations import Location, parse_location
@@ -156,13 +157,17 @@ def test_each_time_convention_lands_on_its_model_years(built, variable):
     assert_matches_source(view, _path(archive, key, variable), variable, years)
 
 
-def test_what_does_not_fit_is_inline_if_a_scalar_series_and_otherwise_left_out_with_its_reason(built):
+def test_scalar_series_are_inline_and_a_field_that_does_not_fit_is_left_out_with_its_reason(built):
+    """lim's chunks do not fit the axis and limnsw's do: both were decoded from their file's head
+    as they were virtualized, so both are one inline chunk (one request a series, not one a step)."""
     archive, store = built
     view = open_view(store, archive, CONVENTIONS)
     assert "yvelmean" not in view and view.attrs["ismip6_left_out"] == {
         "yvelmean": "time chunks of 2 steps do not line up with the view's years"
     }
-    assert view.attrs["ismip6_view_inline"] == ["lim"]
+    assert view.attrs["ismip6_view_inline"] == ["lim", "limnsw"]
+    group = zarr.open_group(open_plain_repo(store, archive).readonly_session("main").store, path=view_group(CONVENTIONS), mode="r")
+    assert group["limnsw"].nchunks == 1
     assert sorted(view.attrs["ismip6_view_variables"]) == sorted(v for v in CASES if v != "yvelmean")
     assert view.attrs["ismip6_view_years"] == [2015, 2018]
     # The partition's protocol facts, from the packaged experiment table.
@@ -230,8 +235,11 @@ def test_a_changed_file_rebuilds_the_view_from_the_stored_groups(built, tmp_path
     view = open_view(store, archive, CONVENTIONS)
     assert view["year"].values.tolist() == [2015, 2016, 2017, 2018, 2019]
     assert_matches_source(view, _path(archive, CONVENTIONS, "lithk"), "lithk", [2015, 2016, 2017, 2018, 2019])
-    for variable in ("acabf", "lim", "libmassbffl", "hfgeoubed"):
+    for variable in ("acabf", "lim", "limnsw", "libmassbffl", "hfgeoubed"):
         assert_matches_source(view, _path(archive, CONVENTIONS, variable), variable, CASES[variable][2])
+    # Re-rendered from its stored group (no values in hand), a series that fits keeps its references;
+    # one that does not (lim) is read back through them for its inline copy.
+    assert view.attrs["ismip6_view_inline"] == ["lim"]
     repo = open_repository(parse_location(str(store), "store"), parse_location(str(archive), "source"))
     state = read_partition_state(repo, CONVENTIONS)
     assert state.view_sources == {v: g.fingerprint for v, g in state.groups.items()}
@@ -288,7 +296,7 @@ def test_commit_metadata_shows_the_views_years_variables_and_what_was_left_out_a
     assert [r.data for r in metadata["view_left_out"].records] == [
         {"variable": "yvelmean", "reason": "time chunks of 2 steps do not line up with the view's years"}
     ]
-    assert metadata["view_inline"] == "lim" and view.variable_years["topg"] == (2016, 2017)
+    assert metadata["view_inline"] == "lim, limnsw" and view.variable_years["topg"] == (2016, 2017)
 
 
 def test_cf_tools_find_the_views_crs(built):
@@ -448,8 +456,9 @@ def test_a_left_out_variable_adds_no_year_to_the_axis_and_keeps_its_own_years_in
 
 
 def test_a_series_whose_inline_copy_cannot_be_read_adds_no_year_either(tmp_path):
-    """lim (2016-2018, one chunk starting a year in: stored inline) is deleted between its
-    virtualization and the commit, so its values cannot be read: it is left out, and the axis is lithk's."""
+    """lim (2016-2018, one chunk starting a year in: stored inline) was not decoded as it was
+    virtualized (as for a series beyond its file's head) and is deleted before the commit, so its
+    values cannot be read through its references: it is left out, and the axis is lithk's."""
     archive, store = tmp_path / "archive", tmp_path / "store"
     key = PartitionKey("UTAS", "ElmerIce", "exp05")
     write_case(_path(archive, key, "lithk"), "lithk", [365, 730], {})
@@ -458,8 +467,32 @@ def test_a_series_whose_inline_copy_cannot_be_read_adds_no_year_either(tmp_path)
     repo = open_repository(parse_location(str(store), "store"), source)
     rows = list_archive(source).for_partition(str(key))
     result = virtualize_rows(rows.to_dict("records"), source)
+    for vf in result.files:
+        vf.series = None
     _path(archive, key, "lim").unlink()
     commit_partition(repo, key, result.files, [], [])
     view = open_view(store, archive, key)
     assert view["year"].values.tolist() == [2015, 2016] and view.attrs["ismip6_view_variables"] == ["lithk"]
     assert view.attrs["ismip6_left_out"]["lim"].startswith("its values could not be read for the inline copy")
+
+
+def test_series_decoded_at_virtualization_equal_what_the_store_reads_netcdf4_and_3(archive_dir, tmp_path):
+    """Every time-only series of the sample archive (NetCDF4 with shuffle and zlib, NetCDF3 records
+    big-endian) decoded from its file's head equals the stored group read through its references,
+    dtype and all; each lands in its partition's view as one inline chunk."""
+    store = tmp_path / "store"
+    commit_archive(archive_dir, store)
+    source = parse_location(str(archive_dir), "source")
+    session = open_plain_repo(store, archive_dir).readonly_session("main")
+    formats = set()
+    for key in list_archive(source).partitions:
+        for vf in virtualize_rows(list_archive(source).for_partition(key).to_dict("records"), source).files:
+            if vf.dataset[vf.variable].dims != ("time",):
+                assert vf.series is None
+                continue
+            stored = zarr.open_array(session.store, path=f"{vf.group}/{vf.variable}", mode="r")[...]
+            assert vf.series is not None and vf.series.dtype == stored.dtype, vf.url
+            np.testing.assert_array_equal(vf.series, stored)
+            assert zarr.open_array(session.store, path=f"{view_group(PartitionKey.parse(key))}/{vf.variable}", mode="r").nchunks == 1
+            formats.add(vf.file_format)
+    assert formats == {"netcdf4", "netcdf3"}

@@ -5,7 +5,7 @@ session, so the view and the groups it is made of land in one commit. The variab
 this commit come from their virtual datasets in memory; the others are read back from their stored
 groups: the data array's document and virtual references (Icechunk's ``array_chunk_iterator``),
 and the few coordinate values (time, bounds, x, y). No source byte is read, except the values of a
-time-only series stored inline. Knows nothing of Dagster.
+time-only series stored inline that were not decoded at virtualization. Knows nothing of Dagster.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def field_of_file(vf: VirtualizedFile) -> ViewField:
     bounds = variables["time"].attrs.get("bounds") if "time" in variables else None
     if bounds and bounds in variables:
         coords["bounds"] = (np.asarray(variables[bounds].values), dict(variables[bounds].attrs))
-    return ViewField(vf.variable, vf.fingerprint, vf.url, array_metadata(var), var.data.manifest, coords)
+    return ViewField(vf.variable, vf.fingerprint, vf.url, array_metadata(var), var.data.manifest, coords, values=vf.series)
 
 
 async def _document(store, key: str) -> dict | None:
@@ -136,7 +136,11 @@ def write_view(store, partition: PartitionKey, written: list[VirtualizedFile]) -
         if not plan.sources:
             return None
         inline, unreadable = {}, {}
-        for name in plan.inline:  # a few numbers each, read through the variable group's references
+        in_hand = {f.variable: f.values for f in fields if f.values is not None}
+        for name in plan.inline:  # a few numbers each, decoded at virtualization or read through the group's references
+            if name in in_hand:
+                inline[name] = in_hand[name]
+                continue
             try:
                 inline[name] = zarr.open_array(store, path=f"{partition.variable_group(name)}/{name}", mode="r", zarr_format=3)[...]
             except Exception as exc:  # noqa: BLE001 - a source that cannot be read leaves its series out, not the commit

@@ -16,8 +16,10 @@ variable left out adds no year (the fit is redone without it until every field f
 - **Same references, no bytes copied**: a field is the per-variable group's `ManifestArray`
   reindexed onto the year axis with VirtualiZarr's lazy alignment (each view chunk is one source
   chunk or missing). A year a variable does not have is a missing chunk, read as the array's
-  ``fill_value``, which is NaN for floats. Only a time-only scalar series whose chunks do not fit
-  the axis is stored inline (its few numbers copied); any other field that does not fit is left
+  ``fill_value``, which is NaN for floats. A time-only scalar series is stored inline, one chunk
+  (its few numbers copied), when its values were decoded from the file's head as it was virtualized
+  (series_values.py: the series written by this commit) or its chunks do not fit the axis; a series
+  re-rendered from a stored group keeps its references. Any other field that does not fit is left
   out, as is a variable on another grid or one whose steps share a year: each with its reason in
   the group's ``ismip6_left_out`` attribute.
 - **What it was built from**: ``ismip6_view_sources`` maps every variable considered to the
@@ -90,6 +92,7 @@ class ViewField:
     metadata: object  # zarr ArrayV3Metadata, attributes encoded, as stored
     manifest: ChunkManifest
     coords: dict[str, tuple[np.ndarray, dict]] = field(default_factory=dict)
+    values: np.ndarray | None = None  # a time-only series' raw values, when in hand (VirtualizedFile.series)
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -218,6 +221,9 @@ def _place(f: ViewField, years: np.ndarray | None, axis: np.ndarray) -> Placemen
     positions[np.searchsorted(axis, years)] = np.arange(len(years))
     view_dims = dims
     fill_value = _fill_value(f, bool((positions < 0).any()))
+    if dims == ("time",) and f.values is not None:  # its values in hand: one chunk, not a reference a step
+        metadata = _inline_metadata(f, len(axis), fill_value)
+        return Placement(f.variable, dataclasses.replace(metadata, dimension_names=view_dims), None, positions)
     try:
         metadata, manifest = _shift(f, years, axis, fill_value=fill_value, dimension_names=view_dims)
     except NotImplementedError:

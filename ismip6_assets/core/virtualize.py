@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import xarray as xr
 
 from ismip6_assets.core.fixes import SourceFile, apply_fixes
@@ -21,6 +22,7 @@ from ismip6_assets.core.index import fingerprint_of
 from ismip6_assets.core.limits import check_limits
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.redact import redact
+from ismip6_assets.core.series_values import series_values
 from ismip6_assets.core.source_reads import OneFileStore, prefetch
 
 # Loaded inline (small, and needed to decode/fix); everything else stays a virtual reference.
@@ -40,6 +42,9 @@ class VirtualizedFile:
     dataset: xr.Dataset
     quirks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # A time-only variable's raw values, decoded from the head already read (series_values.py);
+    # None for a field, or when they could not be decoded without another request.
+    series: np.ndarray | None = None
 
     @property
     def chunk_refs(self) -> int:
@@ -94,6 +99,25 @@ def _registry(source: Location, reads: OneFileStore):
     return ObjectStoreRegistry({source.prefix_url: reads})
 
 
+def _series_in_head(ds: xr.Dataset, variable: str, registry, reads: OneFileStore) -> np.ndarray | None:
+    """`variable`'s raw values when it is a time-only series whose chunks all lie in the file's
+    head, decoded without a request (series_values.py); None otherwise, or if decoding fails."""
+    from virtualizarr.manifests import ManifestArray
+
+    var = ds.variables.get(variable)
+    if var is None or var.dims != ("time",) or not isinstance(var.data, ManifestArray) or var.data.manifest._inlined:
+        return None
+
+    def from_head(url: str, start: int, end: int) -> bytes | None:
+        store, path = registry.resolve(url)
+        return store.get_range(path, start=start, end=end) if store is reads and end <= reads.head_length else None
+
+    try:
+        return series_values(var.data, from_head)
+    except Exception:  # noqa: BLE001 - the view then keeps the series' references, as before
+        return None
+
+
 def one_line(exc: BaseException) -> str:
     """A failure reason a human reads: the exception type and the first line of its message."""
     if isinstance(exc, UnreadableFile):
@@ -136,6 +160,7 @@ def virtualize_file(row: dict, source: Location, reads: OneFileStore | None = No
     ds.attrs[SOURCE_FINGERPRINT_ATTR] = row["fingerprint"]
     ds.attrs[SOURCE_FORMAT_ATTR] = file_format
     return VirtualizedFile(
+        series=_series_in_head(ds, row["variable"], registry, reads),
         url=url,
         group=row["group"],
         variable=row["variable"],
