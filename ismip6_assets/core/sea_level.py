@@ -106,10 +106,11 @@ def _spacing(values: np.ndarray, axis: str) -> float:
 
 
 # A Dask task reads one field's block: whole stored chunks along time, about this many bytes
-# decoded (one or two steps of a real 8 km field, a few of a coarser grid), the block's chunks fetched
-# and decoded at once by zarr (its ``async.concurrency``): memory stays a few steps a field per worker,
-# and latency is overlapped; larger blocks hold more memory for no speed, smaller ones lose speed.
-BLOCK_BYTES = 4 * 2**20
+# decoded (seven steps of a real 8 km field, more of a coarser grid), the block's chunks fetched and
+# decoded at once by zarr (its ``async.concurrency`` and ``codec_pipeline.batch_size``, which decodes a
+# batch's chunks side by side): memory stays a few steps a field per worker, latency is overlapped, and
+# zarr's per-read cost is paid once a block, not once a step (bench/RESULTS.md, "Sea level").
+BLOCK_BYTES = 16 * 2**20
 
 
 # zarr fetches an array's chunks at most ``async.concurrency`` at a time (default 10), so a block of
@@ -193,6 +194,18 @@ def block_volumes(lithk, topg, sftgif, sftgrf, *, af2: np.ndarray, ratio: float,
     return out
 
 
+def _one_block(block):
+    """The array of a block (`time_blocks`: the grid is one Dask chunk). Dask's ``blockwise`` hands a
+    contracted dimension's blocks as a list, and ``concatenate=True`` copies even a single block."""
+    while isinstance(block, list):
+        (block,) = block
+    return block
+
+
+def _block_volumes_of_blocks(lithk, topg, sftgif, sftgrf, **kwargs) -> np.ndarray:
+    return block_volumes(*(_one_block(b) for b in (lithk, topg, sftgif, sftgrf)), **kwargs)
+
+
 def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> da.Array:
     """The lazy ``(time, 4)`` array of `block_volumes` over `view` (opened with ``chunks=None``):
     one task a block, its four fields' chunks each read once; `ivaf_series` turns it, computed,
@@ -217,8 +230,8 @@ def ivaf_graph(view: xr.Dataset, rho_ice: float, rho_ocean: float) -> da.Array:
     import dask.array as da  # here, not at import: a quarter second every Dagster process would pay (code server, daemon)
 
     graph = da.blockwise(
-        block_volumes, "ts", *(x for f in ("lithk", "topg", "sftgif", "sftgrf") for x in (arrays[f], indices[f])),
-        new_axes={"s": 4}, concatenate=True, dtype="float64",
+        _block_volumes_of_blocks, "ts", *(x for f in ("lithk", "topg", "sftgif", "sftgrf") for x in (arrays[f], indices[f])),
+        new_axes={"s": 4}, concatenate=False, dtype="float64",
         af2=af2, ratio=rho_ocean / rho_ice, rules={f: _rules(view[f]) for f in FIELDS},
     )
     return graph * np.array([cell, 1.0, 1.0, 1.0])
