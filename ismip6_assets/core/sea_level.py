@@ -178,7 +178,7 @@ def block_volumes(lithk, topg, sftgif, sftgrf, *, af2: np.ndarray, ratio: float,
 
     One step at a time, so a block's temporaries are one step's (the method in the module docstring).
     Masks stay in the fields' precision (values in [0, 1]); thickness and the bed term are float64,
-    and the sum over the grid a float64 dot product: a continent's volume loses no millimetre."""
+    and the sum over the grid a float64 sum of products: a continent's volume loses no millimetre."""
     out = np.empty((len(lithk), 4))
     static_bed = np.minimum(_or_zero(topg, rules["topg"]), 0.0, dtype="float64") if topg.ndim == 2 else None
     for t in range(len(lithk)):
@@ -188,7 +188,10 @@ def block_volumes(lithk, topg, sftgif, sftgrf, *, af2: np.ndarray, ratio: float,
         # A cell whose thickness is missing holds no ice: its bed term must not count either.
         hf[~_valid(lithk[t], rules["lithk"])] = 0.0
         grounded_ice = np.clip(_or_zero(sftgif[t], rules["sftgif"]), 0, 1) * np.clip(_or_zero(sftgrf[t], rules["sftgrf"]), 0, 1)
-        out[t, 0] = np.dot(hf.ravel(), (grounded_ice * af2).ravel())
+        # einsum, not np.dot: OpenBLAS's dot runs threads of its own inside each of Dask's, and the
+        # oversubscribed cores made two Dask threads slower than one (Dask's "Avoid oversubscribing
+        # threads"; dask/distributed#7177 sets OPENBLAS_NUM_THREADS=1 in its workers for it).
+        out[t, 0] = np.einsum("i,i->", hf.ravel(), (grounded_ice * af2).ravel())
         # A year a field lacks reads as all-missing in the view: no volume for it, rather than 0.
         out[t, 1:] = [_has_any_value(a[t]) for a in (lithk, sftgif, sftgrf)]
     return out
