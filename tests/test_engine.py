@@ -116,3 +116,45 @@ def test_the_sensor_alone_builds_the_sample_archive_through_the_daemon(archive_d
         daemon.wait()
     reconcile = subprocess.run([sys.executable, "-m", "ismip6_assets.cli", "reconcile"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+
+
+def test_the_backfill_iteration_runs_when_the_event_log_or_a_backfill_moved_or_ten_seconds_passed():
+    from types import SimpleNamespace
+
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    from ismip6_assets.defs.daemon import FULL_ITERATION_SECONDS, iterate_on_progress
+
+    calls, now = [], [0.0]
+
+    def iteration(context, logger):
+        calls.append(now[0])
+        yield None
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = SimpleNamespace(instance=instance)
+        gated = iterate_on_progress(iteration, clock=lambda: now[0])
+
+        def tick(seconds: float = 1.0) -> int:
+            now[0] += seconds
+            list(gated(context, None))
+            return len(calls)
+
+        instance.report_runless_asset_event(dg.AssetMaterialization("first"))
+        assert tick() == 1  # the first iteration always runs
+        assert tick() == 1 and tick() == 1  # nothing moved: Dagster's iteration is not run
+        instance.report_runless_asset_event(dg.AssetMaterialization("lithk"))
+        assert tick() == 2  # a new event (a materialization, a check result, a run status change)
+        assert tick() == 2
+        @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a"]))
+        def field() -> None: ...
+
+        instance.add_backfill(PartitionBackfill.from_asset_partitions(
+            backfill_id="b1", asset_graph=dg.Definitions(assets=[field]).resolve_asset_graph(), partition_names=["a"],
+            asset_selection=[field.key], backfill_timestamp=0.0, tags={}, dynamic_partitions_store=instance,
+            all_partitions=False, title=None, description=None, run_config=None,
+        ))
+        assert tick() == 3  # a backfill requested
+        assert tick() == 3
+        assert tick(FULL_ITERATION_SECONDS - 2) == 3
+        assert tick(2) == 4  # and at least every FULL_ITERATION_SECONDS
