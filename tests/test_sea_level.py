@@ -251,3 +251,16 @@ def test_block_fetches_raise_zarr_concurrency_only_within():
     with block_fetches():
         assert zarr.config.get("async.concurrency") == BLOCK_FETCHES_AT_ONCE
     assert zarr.config.get("async.concurrency") == before
+
+
+def test_the_area_factor_is_projs_at_every_cell_of_a_grid_off_the_pole():
+    """Catches an area factor that is not each cell's (computed once a distance from the pole, it
+    must still be PROJ's value at that cell, on a grid that is neither square nor centred)."""
+    from ismip6_assets.core.sea_level import area_factor
+    from tests.sea_level_support import af2_by_pyproj
+
+    x, y = np.arange(-2_000_000.0, 400_000.0, 16_000.0), np.arange(12_345.0, 1_612_345.0, 8_000.0)
+    got = area_factor(x, y)
+    assert got.dims == ("y", "x") and got.shape == (len(y), len(x))
+    np.testing.assert_allclose(got.values, af2_by_pyproj(x, y), rtol=1e-9)
+    assert got.values.min() < 1.0 < got.values.max()  # true scale at 71 S crosses the grid

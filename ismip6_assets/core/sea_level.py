@@ -87,9 +87,15 @@ def _area_factor(x: bytes, y: bytes) -> np.ndarray:
     import pyproj
 
     xs, ys = np.frombuffer(x), np.frombuffer(y)
-    xx, yy = np.meshgrid(xs, ys)  # (y, x)
-    lon, lat = pyproj.Transformer.from_crs("EPSG:3031", "EPSG:4326", always_xy=True).transform(xx, yy)
-    return 1.0 / pyproj.Proj("EPSG:3031").get_factors(lon, lat).areal_scale
+    # EPSG:3031 is a polar stereographic projection about the South Pole: its scale at a cell depends
+    # on the cell's distance from the pole alone. Each distinct distance is projected once (a grid
+    # centred on the pole has about an eighth as many as cells: PROJ's factors of every cell of the
+    # 8 km grid took 0.4 s), on the meridian x = 0.
+    squared = np.add.outer(ys * ys, xs * xs)  # (y, x)
+    distinct, cell = np.unique(squared, return_inverse=True)
+    distance = np.sqrt(distinct)
+    lon, lat = pyproj.Transformer.from_crs("EPSG:3031", "EPSG:4326", always_xy=True).transform(np.zeros_like(distance), -distance)
+    return (1.0 / pyproj.Proj("EPSG:3031").get_factors(lon, lat).areal_scale)[cell.reshape(squared.shape)]
 
 
 def area_factor(x: np.ndarray, y: np.ndarray) -> xr.DataArray:
