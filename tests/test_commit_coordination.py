@@ -207,8 +207,9 @@ def test_three_machines_running_on_one_new_store_all_succeed_and_commit_each_par
     gcs.requests(clear=True)
     gcs.hold()
     gcs.set_delay(LATENCY_MS)
+    machines: list[subprocess.Popen] = []
     try:
-        machines = [machine(f"machine-{i}") for i in range(3)]
+        machines += [machine(f"machine-{i}") for i in range(3)]
         deadline = time.monotonic() + 120
         while len(first_looks(gcs, name)) < len(machines) and time.monotonic() < deadline:
             assert all(m.poll() is None for m in machines), "a machine exited before its first request"
@@ -219,6 +220,10 @@ def test_three_machines_running_on_one_new_store_all_succeed_and_commit_each_par
     finally:
         gcs.release()
         gcs.set_delay(0)
+        for m in machines:  # a machine still running (a timeout) ends here, and its daemon with it
+            if m.poll() is None:
+                m.kill()
+                m.wait()
     assert started_together, "the machines were not all held at their first request"
     for m, out in zip(machines, outputs, strict=True):
         assert m.returncode == 0, out[-3000:]

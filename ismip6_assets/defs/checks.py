@@ -55,10 +55,14 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     """
     keys = list(context.partition_keys)
     repo = archive.repository()
-    session = repo.readonly_session(BRANCH)  # every partition's state and sample read from one snapshot
+    head = repo.readonly_session(BRANCH).snapshot_id  # every partition's state and sample read at one snapshot
     found = listings(archive, keys)
 
     def evaluate(key: str) -> dg.AssetCheckEvaluation:
+        # A session of its own for each partition read side by side: threads sharing one hung for
+        # good, one in Icechunk's blocking `Session.chunk_type` (which keeps the GIL) while the
+        # others' zarr reads of the same session waited for it (earth-mover/icechunk#563).
+        session = repo.readonly_session(snapshot_id=head)
         return _evaluate(repo, session, archive, PartitionKey.parse(key), found[key].rows, config)
 
     # Side by side on gs:// (reads only; logged here, in order, as each is ready).
