@@ -9,10 +9,9 @@ from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_exper
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.preview import partition_preview, stored_variables
 from ismip6_assets.core.executors import map_in_order, partitions_at_once
-from ismip6_assets.core.reconcile import CommitPlan, commit_plan, replan, store_diff
+from ismip6_assets.core.reconcile import CommitPlan, replan
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.store import BRANCH, commit_partition
-from ismip6_assets.core.store_state import read_partition_state
 from ismip6_assets.core.view_writer import read_view
 from ismip6_assets.core.virtualize import VirtualizationResult, one_line
 
@@ -79,16 +78,19 @@ class Committed:
 
 
 def commit_one(archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult) -> Committed:
-    """One partition's commit."""
-    repo = archive.repository()
-    diff = store_diff(partition, rows, read_partition_state(repo, partition))
-    plan = commit_plan(diff, virtualized.files, virtualized.failures)
-    # Planned again in the commit's own session: what another machine committed meanwhile is not committed twice.
+    """One partition's commit, planned in the commit's own session only (`replan`: at the head it
+    commits on, so what another machine committed meanwhile is not committed twice; a plan read
+    before it, in a session of its own, cost one more look-up of the branch: a round trip on gs://)."""
     again = replan(partition, rows, virtualized.files, virtualized.failures)
-    snapshot, message = commit_partition(
-        repo, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view,
-        lock=archive.writer_lock, replan=again,
-    )
+    plans: list[CommitPlan | None] = []
+
+    def plan_in_session(session) -> CommitPlan | None:
+        plans.append(again(session))
+        return plans[-1]
+
+    snapshot, message = commit_partition(archive.repository(), partition, [], [], [], lock=archive.writer_lock, replan=plan_in_session)
+    # None: the store already matched the archive (another writer's commit, or an earlier run's).
+    plan = plans[-1] or CommitPlan([], [], virtualized.failures)
     failures_url = write_failures(archive.store, virtualized.failures)
     return Committed(partition, rows, plan, virtualized.failures, snapshot, message, failures_url)
 
