@@ -264,3 +264,27 @@ def test_the_area_factor_is_projs_at_every_cell_of_a_grid_off_the_pole():
     assert got.dims == ("y", "x") and got.shape == (len(y), len(x))
     np.testing.assert_allclose(got.values, af2_by_pyproj(x, y), rtol=1e-9)
     assert got.values.min() < 1.0 < got.values.max()  # true scale at 71 S crosses the grid
+
+
+def test_the_views_fields_are_unshuffled_by_numpy_and_read_the_sources_values(built):
+    """Catches a shuffle undone wrong (the sources are NetCDF4 with HDF5's shuffle and zlib), and
+    the NumPy codec leaking to reads outside the sea level's (zarr's own stays the default)."""
+    import zarr
+
+    from ismip6_assets.core import unshuffle
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.sea_level import open_view
+
+    archive, store, _ = built
+    session = open_plain_repo(store, archive).readonly_session("main")
+    partition = PartitionKey("NCAR", "CISM", "exp05")  # chunked with zlib and shuffle (JPL1_ISSM is contiguous)
+    view = open_view(session, partition, None)
+    for name in ("lithk", "sftgif"):
+        (source,) = archive.glob(f"**/{name}_AIS_NCAR_CISM_exp05.nc")
+        with xr.open_dataset(source, decode_times=False) as plain:
+            np.testing.assert_array_equal(view[name].isel(time=slice(0, 5)).values, plain[name].isel(time=slice(0, 5)).values)
+    with zarr.config.set(unshuffle.selected()):
+        inside = zarr.open_array(session.store, path=f"{partition.group}/lithk/lithk", mode="r")
+    outside = zarr.open_array(session.store, path=f"{partition.group}/lithk/lithk", mode="r")
+    assert any(isinstance(c, unshuffle.Shuffle) for c in inside.metadata.codecs)
+    assert not any(isinstance(c, unshuffle.Shuffle) for c in outside.metadata.codecs)

@@ -34,6 +34,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from ismip6_assets.core import unshuffle
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.views import view_group
 
@@ -330,6 +331,7 @@ def open_view(session, partition: PartitionKey, chunks) -> xr.Dataset:
 
     Its arrays decode a block's chunks in batches of up to `BLOCK_FETCHES_AT_ONCE` (zarr's
     ``codec_pipeline.batch_size``, 1 by default, fixed when an array is opened): a scalar series
-    of 86 one-step chunks otherwise pays zarr's per-chunk scheduling 86 times."""
-    with zarr.config.set({"codec_pipeline.batch_size": BLOCK_FETCHES_AT_ONCE}):
+    of 86 one-step chunks otherwise pays zarr's per-chunk scheduling 86 times. HDF5's shuffle is
+    undone by `unshuffle.Shuffle` (NumPy, without the GIL), so the read threads do not take turns."""
+    with zarr.config.set({"codec_pipeline.batch_size": BLOCK_FETCHES_AT_ONCE, **unshuffle.selected()}):
         return xr.open_zarr(session.store, group=view_group(partition), consolidated=False, decode_times=False, chunks=chunks)
