@@ -89,9 +89,8 @@ def main() -> None:
 
     if warm_workers_configured(process_environment().get("DAGSTER_HOME")):
         start_fork_server()  # first: its imports overlap the daemon's own, not the first run's (run_launcher.py)
-    import dagster._daemon.controller as controller
-
     import dagster._daemon.backfill as backfill_daemon
+    import dagster._daemon.controller as controller
 
     controller.DEFAULT_DAEMON_INTERVAL_SECONDS = BACKFILL_POLL_SECONDS
     backfill_daemon.execute_backfill_iteration = iterate_on_progress(backfill_daemon.execute_backfill_iteration)
