@@ -48,6 +48,7 @@ import xarray as xr
 import zarr
 from zarr.core.sync import sync
 
+from ismip6_assets.core import nonblocking
 from ismip6_assets.core.formats import HDF5_MAGIC
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.store import BRANCH
@@ -196,7 +197,7 @@ def _cost(session: icechunk.Session, candidate: _Candidate, coords: tuple[int, .
     A chunk never written (an unallocated HDF5 chunk) costs nothing: both sides read the fill value.
     """
     path = f"/{candidate.group}/{candidate.name}"
-    if session.chunk_type(path, list(coords)) == icechunk.ChunkType.uninitialized:
+    if nonblocking.chunk_type(session, path, coords) == icechunk.ChunkType.uninitialized:
         return 0
     return 2 * int(sync(session.store.getsize(_chunk_key(candidate.group, candidate.name, coords))))
 

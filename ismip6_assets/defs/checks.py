@@ -9,6 +9,7 @@ from ismip6_assets.defs.assets.icechunk_commit import icechunk_commit
 from ismip6_assets.defs.assets.metadata import markdown
 from ismip6_assets.defs.assets.file_index import listings
 from ismip6_assets.defs.partitions import model_experiment_partitions_def
+from ismip6_assets.core.executors import map_in_order, partitions_at_once
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.reconcile import store_diff
 from ismip6_assets.defs.resources import ArchiveResource
@@ -56,11 +57,15 @@ def _reconciliation(context: dg.AssetCheckExecutionContext, config: Reconciliati
     repo = archive.repository()
     session = repo.readonly_session(BRANCH)  # every partition's state and sample read from one snapshot
     found = listings(archive, keys)
-    # One partition after another, also on gs://: read side by side from threads, a run hung for
-    # good, one thread in Icechunk's blocking `Session.chunk_type` (which keeps the GIL) and the
-    # others' zarr reads waiting on it (earth-mover/icechunk#563), with a session each as well.
-    for key, listing in found.items():
-        evaluation = _evaluate(repo, session, archive, PartitionKey.parse(key), listing.rows, config)
+
+    def evaluate(key: str) -> dg.AssetCheckEvaluation:
+        return _evaluate(repo, session, archive, PartitionKey.parse(key), found[key].rows, config)
+
+    # Side by side on gs:// (reads only; logged here, in order, as each is ready). Every Icechunk
+    # call below lets the GIL go while storage answers (core/nonblocking.py): one that kept it hung
+    # runs reading side by side (earth-mover/icechunk#563).
+    at_once = partitions_at_once(archive.store, archive.source)
+    for key, evaluation in zip(found, map_in_order(evaluate, found, at_once)):
         context.op_execution_context.log_event(evaluation)
         context.log.info(f"{key}: {evaluation.description}")
     yield dg.Output(None, output_name=context.op_execution_context.op_def.output_defs[0].name)
