@@ -98,3 +98,38 @@ def test_a_re_delivered_file_reads_its_partition_once_and_nothing_else(gcs, tmp_
     last = refresh_sea_level(repo, store)
     assert source_gets(gcs.requests(clear=True), prefix) == {}
     assert last.recomputed == [] and last.ensembles_written == [] and not last.current
+
+
+def test_partitions_read_side_by_side_on_gs_give_what_each_gives_alone_and_never_pickle_the_store(gcs, tmp_path, monkeypatch):
+    """`ice_volume` reads a run's partitions side by side on gs://. Dask naming a field's blocks by
+    tokenizing its data pickled the Icechunk store (`IcechunkStore.__getstate__`, a blocking call
+    that keeps the GIL), and threads hung on it: no read may pickle the store, and each partition's
+    volumes and scalars are what it gives read alone."""
+    import icechunk.store
+
+    from ismip6_assets.core.partition_volumes import partition_volume, refresh_partition_volumes
+    from ismip6_assets.core.paths import PartitionKey
+    from ismip6_assets.core.store_state import read_partition_state
+
+    archive, prefix = tmp_path / "archive", f"side-by-side-{uuid.uuid4().hex[:8]}"
+    write_real_numbers_archive(archive)
+    gcs_filesystem(emulator_access()).put(str(archive / "Projection-AIS"), f"{SOURCE_BUCKET}/{prefix}/Projection-AIS", recursive=True)
+    source = parse_location(f"gs://{SOURCE_BUCKET}/{prefix}", "source", emulator_access())
+    store = parse_location(f"gs://{STORE_BUCKET}/{prefix}", "store", emulator_access())
+    commit_archive(source, store)
+    repo = open_repository(store, source)
+    keys = [PartitionKey(*p.relative_to(archive / "Projection-AIS").parts) for p in sorted((archive / "Projection-AIS").glob("*/*/*"))]
+    assert len(keys) == 6
+
+    pickled = []
+    getstate = icechunk.store.IcechunkStore.__getstate__
+    monkeypatch.setattr(icechunk.store.IcechunkStore, "__getstate__", lambda self: (pickled.append(1), getstate(self))[1])
+    together = refresh_partition_volumes(repo, store, keys, at_once=8)
+    assert not pickled
+    session = repo.readonly_session("main")
+    for key in keys:
+        alone = partition_volume(session, key, read_partition_state(repo, key))
+        assert together[key].recomputed and (together[key].ivaf is None) == (alone.ivaf is None), key
+        if alone.ivaf is not None:
+            assert together[key].ivaf.equals(alone.ivaf), key
+        assert sorted(together[key].scalars) == sorted(alone.scalars), key

@@ -22,10 +22,11 @@ import icechunk
 import numpy as np
 import pandas as pd
 
+from ismip6_assets.core.executors import map_in_order
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.sea_level import FIELDS, METHOD_VERSION, SCALARS, MissingFields, PartitionVolume, densities, ivaf_graph, ivaf_series
-from ismip6_assets.core.sea_level import block_fetches, open_view
+from ismip6_assets.core.sea_level import block_fetches, open_view, view_codecs
 from ismip6_assets.core.sea_level_ensemble import scalar_graph, scalar_series
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import PartitionState, read_partition_state
@@ -142,13 +143,14 @@ def saved_volumes(store: Location, states: dict[PartitionKey, PartitionState]) -
 
 
 def refresh_partition_volumes(
-    repo: icechunk.Repository, store: Location, partitions: Iterable[PartitionKey], scheduler=None
+    repo: icechunk.Repository, store: Location, partitions: Iterable[PartitionKey], scheduler=None, at_once: int = 1
 ) -> dict[PartitionKey, PartitionVolume]:
     """Each partition's volumes at the branch head, computed and saved unless the saved ones are
-    current (those come back with ``recomputed=False``). A failed read is returned, not saved: the
-    next refresh reads it again."""
+    current (those come back with ``recomputed=False``), `at_once` partitions read side by side
+    (`executors.partitions_at_once`). A failed read is returned, not saved: the next refresh reads it again."""
     session = repo.readonly_session(BRANCH)
-    states = {p: read_partition_state(None, p, session=session) for p in partitions}
+    partitions = list(partitions)
+    states = dict(zip(partitions, map_in_order(lambda p: read_partition_state(None, p, session=session), partitions, at_once), strict=True))
     current = saved_volumes(store, states)
     for volume in current.values():
         volume.recomputed = False
@@ -159,7 +161,10 @@ def refresh_partition_volumes(
             store.put_atomic(volume_path(store, partition), volume_document(volume, session.snapshot_id))
         return volume
 
-    # One partition after another: partitions read from threads sharing one session deadlocked
-    # (a thread parked in Icechunk's `PyStore.as_bytes`, the store pickled by Dask's tokenizing of
-    # `.chunk()`, while the others waited), a run hanging for good in the sensor path's bench.
-    return {p: current.get(p) or compute(p) for p in states}
+    # Partitions read from threads once hung for good, a thread parked in Icechunk's
+    # `PyStore.as_bytes` (the store pickled by Dask's tokenizing of `.chunk()`, which
+    # `sea_level.time_blocks` no longer asks for) while the others waited (earth-mover/icechunk#563).
+    todo = [p for p in states if p not in current]
+    with block_fetches(), view_codecs():
+        computed = dict(zip(todo, map_in_order(compute, todo, at_once), strict=True))
+    return {p: current.get(p) or computed[p] for p in states}

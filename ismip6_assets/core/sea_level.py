@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -144,9 +145,14 @@ def block_steps(fields: list[xr.DataArray], block_bytes: int | None = None) -> i
 
 
 def time_blocks(field: xr.DataArray, steps: int | None = None) -> xr.DataArray:
-    """`field` (opened lazily) as a Dask array of `steps` (default `block_steps`) along time, whole otherwise."""
+    """`field` (opened lazily) as a Dask array of `steps` (default `block_steps`) along time, whole otherwise.
+
+    Named by a fresh token, not by Dask's tokenizing of the field's data: that pickles the Icechunk
+    store under it (`IcechunkStore.__getstate__`, a blocking call that keeps the GIL), and threads
+    reading partitions side by side hung on it (earth-mover/icechunk#563). Each call chunks its
+    field once, so nothing is lost by never sharing a name."""
     steps = steps or block_steps([field])
-    return field.chunk({d: steps if d == "time" else -1 for d in field.dims})
+    return field.chunk({d: steps if d == "time" else -1 for d in field.dims}, token=uuid.uuid4().hex)
 
 
 def _rules(field: xr.DataArray) -> tuple[float | None, float | None, float | None]:
@@ -326,6 +332,15 @@ class PartitionVolume:
     scalars: dict[str, tuple[pd.Series, dict]] | None = None
 
 
+@contextmanager
+def view_codecs():
+    """Within it, arrays opened decode as `open_view`'s do. zarr's config is the process's: threads
+    opening views side by side run inside one such context, so none of them restores the defaults
+    while another opens its arrays."""
+    with zarr.config.set({"codec_pipeline.batch_size": BLOCK_FETCHES_AT_ONCE, **unshuffle.selected()}):
+        yield
+
+
 def open_view(session, partition: PartitionKey, chunks) -> xr.Dataset:
     """The partition's view group, lazily (`chunks`: Dask chunks, None: none; times left as stored).
 
@@ -333,5 +348,5 @@ def open_view(session, partition: PartitionKey, chunks) -> xr.Dataset:
     ``codec_pipeline.batch_size``, 1 by default, fixed when an array is opened): a scalar series
     of 86 one-step chunks otherwise pays zarr's per-chunk scheduling 86 times. HDF5's shuffle is
     undone by `unshuffle.Shuffle` (NumPy, without the GIL), so the read threads do not take turns."""
-    with zarr.config.set({"codec_pipeline.batch_size": BLOCK_FETCHES_AT_ONCE, **unshuffle.selected()}):
+    with view_codecs():
         return xr.open_zarr(session.store, group=view_group(partition), consolidated=False, decode_times=False, chunks=chunks)

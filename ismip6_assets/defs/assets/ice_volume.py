@@ -1,6 +1,6 @@
 import dagster as dg
 
-from ismip6_assets.core.executors import read_scheduler
+from ismip6_assets.core.executors import partitions_at_once, read_scheduler
 from ismip6_assets.core.partition_volumes import refresh_partition_volumes, volume_path
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.defs.assets.icechunk_commit import icechunk_commit
@@ -29,7 +29,9 @@ def ice_volume(context: dg.AssetExecutionContext, archive: ArchiveResource) -> d
     Read again only when the sources of its fields or scalars changed.
     """
     partitions = [PartitionKey.parse(k) for k in context.partition_keys]
-    volumes = refresh_partition_volumes(archive.repository(), archive.store, partitions, scheduler=read_scheduler(archive.executor_spec))
+    # Side by side on gs:// (their reads wait on round trips), one after another on local disk.
+    at_once = partitions_at_once(archive.store, archive.source)
+    volumes = refresh_partition_volumes(archive.repository(), archive.store, partitions, scheduler=read_scheduler(archive.executor_spec), at_once=at_once)
     for partition, volume in volumes.items():
         ivaf = volume.ivaf
         metadata = {
