@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import icechunk
@@ -318,23 +319,51 @@ def _commit_once(
     remove_partition: bool = False,
     rebuild_view: bool = False,
 ) -> tuple[str | None, str]:
-    """Write, replace and remove a partition's groups and rebuild its view in `session`, and commit
-    it; return (snapshot id, message).
+    """`write_partition` in `session`, and its commit; return (snapshot id, message), (None, "")
+    when there was nothing to change. Nothing is visible on the branch until the commit lands, so a
+    crash leaves the last commit intact."""
+    written = write_partition(session, partition, write, remove, failures, remove_partition, rebuild_view)
+    return (None, "") if written is None else (commit_written(written), written.message)
+
+
+@dataclass
+class WrittenPartition:
+    """A partition's changes written into `session`, not yet committed."""
+
+    session: icechunk.Session
+    message: str
+    metadata: dict | None = None
+
+
+def commit_written(written: WrittenPartition) -> str:
+    """Commit what `write_partition` wrote (rebased onto other writers' commits); the snapshot id."""
+    return _commit(written.session, written.message, written.metadata)
+
+
+def write_partition(
+    session: icechunk.Session,
+    partition: PartitionKey,
+    write: list[VirtualizedFile],
+    remove: list[str],
+    failures: list[FailureRecord],
+    remove_partition: bool = False,
+    rebuild_view: bool = False,
+) -> WrittenPartition | None:
+    """Write, replace and remove a partition's groups and rebuild its view in `session`, uncommitted;
+    None when there is nothing to change.
 
     The view (views.py) is rebuilt whenever a group changes, or when `rebuild_view` says the stored
-    one is missing or stale. Nothing is visible on the branch until the commit lands, so a crash
-    leaves the last commit intact. Returns (None, message) when there was nothing to change.
+    one is missing or stale.
     """
     root = zarr.open_group(session.store, mode="a", zarr_format=3)
     if remove_partition:
         if partition.group not in root:
-            return None, ""
+            return None
         del root[partition.group]
         if not list(root[partition.model_group].group_keys()):
             del root[partition.model_group]
         _delete_view(root, partition)
-        message = f"Removed partition {partition}: its archive folder is gone"
-        return _commit(session, message), message
+        return WrittenPartition(session, f"Removed partition {partition}: its archive folder is gone")
     exp = root.require_group(partition.group)
     exp.attrs.update(institution=partition.institution, model_name=partition.model, experiment=partition.experiment)
     removed = [variable for variable in remove if variable in exp]
@@ -357,11 +386,11 @@ def _commit_once(
     if exp.attrs.get(FAILURES_ATTR, "[]") != new_failures:
         exp.attrs[FAILURES_ATTR] = new_failures
     if not session.has_uncommitted_changes:
-        return None, ""
+        return None
     message = commit_message(partition, [vf.group for vf in write], [partition.variable_group(v) for v in remove], view)
     metadata = {"partition": str(partition), "written": len(write), "removed": len(remove), "failures": len(failures),
                 "view_variables": len(view.fields) if view else 0}
-    return _commit(session, message, metadata), message
+    return WrittenPartition(session, message, metadata)
 
 
 def _commit(session: icechunk.Session, message: str, metadata: dict | None = None) -> str:

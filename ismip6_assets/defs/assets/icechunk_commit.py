@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -11,7 +12,8 @@ from ismip6_assets.core.preview import partition_preview, stored_variables
 from ismip6_assets.core.executors import map_in_order, partitions_at_once
 from ismip6_assets.core.reconcile import CommitPlan, replan
 from ismip6_assets.defs.resources import ArchiveResource
-from ismip6_assets.core.store import BRANCH, commit_partition
+from ismip6_assets.core.commits_in_turn import commits_in_turn
+from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.view_writer import read_view
 from ismip6_assets.core.virtualize import VirtualizationResult, one_line
 
@@ -46,9 +48,9 @@ def icechunk_commit(
     keys = list(file_index)
     committed: list[Committed] = []
     try:
-        for i, key in enumerate(keys, start=1):
-            committed.append(commit_one(archive, PartitionKey.parse(key), file_index[key], virtual_dataset[key]))
-            context.log.info(f"[{i}/{len(keys)}] {key}: {committed[-1].message or NOTHING_TO_COMMIT}")
+        for i, done in enumerate(commit_all(archive, keys, file_index, virtual_dataset), start=1):
+            committed.append(done)
+            context.log.info(f"[{i}/{len(keys)}] {done.partition}: {done.message or NOTHING_TO_COMMIT}")
     finally:
         # What each materialization shows is read back from its commit once the commits are made
         # (those made before a failed one included), side by side on gs://: the next commit does
@@ -77,22 +79,34 @@ class Committed:
     failures_url: str | None
 
 
-def commit_one(archive: ArchiveResource, partition: PartitionKey, rows: pd.DataFrame, virtualized: VirtualizationResult) -> Committed:
-    """One partition's commit, planned in the commit's own session only (`replan`: at the head it
-    commits on, so what another machine committed meanwhile is not committed twice; a plan read
-    before it, in a session of its own, cost one more look-up of the branch: a round trip on gs://)."""
-    again = replan(partition, rows, virtualized.files, virtualized.failures)
-    plans: list[CommitPlan | None] = []
+def commit_all(
+    archive: ArchiveResource, keys: list[str], file_index: dict[str, pd.DataFrame], virtualized: dict[str, VirtualizationResult]
+) -> Iterator[Committed]:
+    """The partitions' commits in turn (`commits_in_turn`: on object storage each one written while
+    the last one's commit is in flight), each planned only in the session it is written in
+    (`replan`: at the head it commits on, so what another machine committed meanwhile is not
+    committed twice; a plan read before it, in a session of its own, cost one more look-up of the
+    branch: a round trip on gs://)."""
+    partitions = [PartitionKey.parse(k) for k in keys]
+    plans: dict[str, list[CommitPlan | None]] = {k: [] for k in keys}
 
-    def plan_in_session(session) -> CommitPlan | None:
-        plans.append(again(session))
-        return plans[-1]
+    def planner(partition: PartitionKey, key: str):
+        again = replan(partition, file_index[key], virtualized[key].files, virtualized[key].failures)
 
-    snapshot, message = commit_partition(archive.repository(), partition, [], [], [], lock=archive.writer_lock, replan=plan_in_session)
-    # None: the store already matched the archive (another writer's commit, or an earlier run's).
-    plan = plans[-1] or CommitPlan([], [], virtualized.failures)
-    failures_url = write_failures(archive.store, virtualized.failures)
-    return Committed(partition, rows, plan, virtualized.failures, snapshot, message, failures_url)
+        def plan_in_session(session) -> CommitPlan | None:
+            plans[key].append(again(session))
+            return plans[key][-1]
+
+        return plan_in_session
+
+    jobs = [(partition, planner(partition, key)) for partition, key in zip(partitions, keys, strict=True)]
+    overlap = archive.store.writer_lock_path is None  # object storage: no writer lock to hold
+    landed = commits_in_turn(archive.repository(), jobs, lock=archive.writer_lock, overlap=overlap)
+    for key, partition, (snapshot, message) in zip(keys, partitions, landed):
+        failures = virtualized[key].failures
+        # None: the store already matched the archive (another writer's commit, or an earlier run's).
+        plan = (plans[key] or [None])[-1] or CommitPlan([], [], failures)
+        yield Committed(partition, file_index[key], plan, failures, snapshot, message, write_failures(archive.store, failures))
 
 
 def commit_metadata(archive: ArchiveResource, done: Committed) -> tuple[dict, str]:
