@@ -302,28 +302,14 @@ def commit_partition(
                         return None, ""
                     write, remove, failures = plan.write, plan.remove, plan.failures
                     remove_partition, rebuild_view = plan.remove_partition, plan.rebuild_view
-                return _commit_once(session, partition, write, remove, failures, remove_partition, rebuild_view)
+                # Nothing is visible on the branch until the commit lands: a crash leaves the last commit intact.
+                written = write_partition(session, partition, write, remove, failures, remove_partition, rebuild_view)
+                return (None, "") if written is None else (commit_written(written), written.message)
         except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
             if attempt == COMMIT_ATTEMPTS:
                 raise RuntimeError(f"{partition}: commit conflicted {attempt} times with concurrent writers: {exc}") from exc
             _backoff(attempt)
     raise AssertionError("unreachable")
-
-
-def _commit_once(
-    session: icechunk.Session,
-    partition: PartitionKey,
-    write: list[VirtualizedFile],
-    remove: list[str],
-    failures: list[FailureRecord],
-    remove_partition: bool = False,
-    rebuild_view: bool = False,
-) -> tuple[str | None, str]:
-    """`write_partition` in `session`, and its commit; return (snapshot id, message), (None, "")
-    when there was nothing to change. Nothing is visible on the branch until the commit lands, so a
-    crash leaves the last commit intact."""
-    written = write_partition(session, partition, write, remove, failures, remove_partition, rebuild_view)
-    return (None, "") if written is None else (commit_written(written), written.message)
 
 
 @dataclass
