@@ -26,7 +26,7 @@ from typing import Any
 import icechunk
 
 from ismip6_assets.core.paths import PartitionKey
-from ismip6_assets.core.store import BRANCH, WrittenPartition, commit_partition, commit_written, write_partition
+from ismip6_assets.core.store import WrittenPartition, commit_partition, commit_written, write_replanned
 
 Replan = Callable[[icechunk.Session], Any]  # -> reconcile.CommitPlan | None (store.commit_partition's `replan`)
 
@@ -48,7 +48,7 @@ def commits_in_turn(
         in_flight: Future | None = None
         for partition, replan in jobs:
             try:
-                written: WrittenPartition | None | Exception = _write(repo, partition, replan)
+                written: WrittenPartition | None | Exception = write_replanned(repo, partition, replan)
             except Exception as exc:  # noqa: BLE001 - raised below, once the commit in flight has landed
                 written = exc
             moved = False
@@ -61,16 +61,6 @@ def commits_in_turn(
             in_flight = pool.submit(_land, repo, partition, replan, written, moved)
         if in_flight is not None:
             yield in_flight.result()
-
-
-def _write(repo: icechunk.Repository, partition: PartitionKey, replan: Replan) -> WrittenPartition | None:
-    """The partition planned and written in a session at the branch head now, uncommitted (None:
-    nothing to change there)."""
-    session = repo.writable_session(BRANCH)
-    plan = replan(session)
-    if plan is None:
-        return None
-    return write_partition(session, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view)
 
 
 def _land(repo: icechunk.Repository, partition: PartitionKey, replan: Replan, written, moved: bool) -> tuple[str | None, str]:

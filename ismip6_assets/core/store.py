@@ -295,15 +295,11 @@ def commit_partition(
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             with lock():
-                session = repo.writable_session(BRANCH)
                 if replan is not None:
-                    plan = replan(session)
-                    if plan is None:
-                        return None, ""
-                    write, remove, failures = plan.write, plan.remove, plan.failures
-                    remove_partition, rebuild_view = plan.remove_partition, plan.rebuild_view
+                    written = write_replanned(repo, partition, replan)
+                else:
+                    written = write_partition(repo.writable_session(BRANCH), partition, write, remove, failures, remove_partition, rebuild_view)
                 # Nothing is visible on the branch until the commit lands: a crash leaves the last commit intact.
-                written = write_partition(session, partition, write, remove, failures, remove_partition, rebuild_view)
                 return (None, "") if written is None else (commit_written(written), written.message)
         except icechunk.ConflictError as exc:  # RebaseFailedError is a subclass
             if attempt == COMMIT_ATTEMPTS:
@@ -319,6 +315,16 @@ class WrittenPartition:
     session: icechunk.Session
     message: str
     metadata: dict | None = None
+
+
+def write_replanned(repo: icechunk.Repository, partition: PartitionKey, replan: Callable[[icechunk.Session], Any]) -> WrittenPartition | None:
+    """The partition planned by `replan` in a session at the branch head now and written there,
+    uncommitted; None when the plan or the session says there is nothing to change."""
+    session = repo.writable_session(BRANCH)
+    plan = replan(session)
+    if plan is None:
+        return None
+    return write_partition(session, partition, plan.write, plan.remove, plan.failures, plan.remove_partition, plan.rebuild_view)
 
 
 def commit_written(written: WrittenPartition) -> str:
