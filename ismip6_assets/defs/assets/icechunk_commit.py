@@ -88,14 +88,14 @@ def commit_all(
     committed twice; a plan read before it, in a session of its own, cost one more look-up of the
     branch: a round trip on gs://)."""
     partitions = [PartitionKey.parse(k) for k in keys]
-    plans: dict[str, list[CommitPlan | None]] = {k: [] for k in keys}
+    plans: dict[str, CommitPlan | None] = {}  # each partition's last plan, the one its commit (or no commit) followed
 
     def planner(partition: PartitionKey, key: str):
         again = replan(partition, file_index[key], virtualized[key].files, virtualized[key].failures)
 
         def plan_in_session(session) -> CommitPlan | None:
-            plans[key].append(again(session))
-            return plans[key][-1]
+            plans[key] = again(session)
+            return plans[key]
 
         return plan_in_session
 
@@ -105,7 +105,7 @@ def commit_all(
     for key, partition, (snapshot, message) in zip(keys, partitions, landed):
         failures = virtualized[key].failures
         # None: the store already matched the archive (another writer's commit, or an earlier run's).
-        plan = (plans[key] or [None])[-1] or CommitPlan([], [], failures)
+        plan = plans.get(key) or CommitPlan([], [], failures)
         yield Committed(partition, file_index[key], plan, failures, snapshot, message, write_failures(archive.store, failures))
 
 
