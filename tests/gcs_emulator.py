@@ -84,6 +84,10 @@ class Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real clients expect
+    # A reply goes out as two writes (headers, then body). With Nagle's algorithm on, the body
+    # waits for the client's ACK of the headers, which a client delays up to 40 ms: every GET
+    # with a body took 44 ms with no delay set, a HEAD 1 ms (bench/RESULTS.md, gs:// section).
+    disable_nagle_algorithm = True
     server: EmulatorProxy
 
     def log_message(self, *args) -> None:  # quiet: the request log is GET /_proxy/requests
@@ -217,6 +221,7 @@ class EmulatorProxy(ThreadingHTTPServer):
         self.gate.set()
         self._lock = threading.Lock()
         self._object_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._upstream = threading.local()
 
     @property
     def port(self) -> int:
@@ -245,18 +250,38 @@ class EmulatorProxy(ThreadingHTTPServer):
             return self._object_locks.setdefault((bucket, name), threading.Lock())
 
     def forward(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
-        try:
-            # The client's Host (the proxy's address) is the emulator's -public-host: XML-API paths
-            # like /bucket/object only route when they match.
-            sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP - {"host"}}
-            if not any(k.lower() == "host" for k in sent):
-                sent["Host"] = f"127.0.0.1:{self.port}"
-            conn.request(method, target, body=body if body or method in ("POST", "PUT", "PATCH") else None, headers=sent)
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
+        # The client's Host (the proxy's address) is the emulator's -public-host: XML-API paths
+        # like /bucket/object only route when they match.
+        sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP - {"host"}}
+        if not any(k.lower() == "host" for k in sent):
+            sent["Host"] = f"127.0.0.1:{self.port}"
+        payload = body if body or method in ("POST", "PUT", "PATCH") else None
+        # One kept-alive connection to the emulator per handler thread: a new one a request cost
+        # the proxy and the emulator CPU that GCS does not take from the client's machine. One the
+        # emulator closed while idle fails before it is answered: sent again on a new one, once.
+        reused = getattr(self._upstream, "conn", None)
+        for conn in ([reused] if reused else []) + [None]:
+            if conn is None:
+                conn = self._upstream.conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+            try:
+                conn.request(method, target, body=payload, headers=sent)
+                response = conn.getresponse()
+                answer = response.status, dict(response.getheaders()), response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                self._upstream.conn = None
+                if conn is not reused:
+                    raise
+                continue
+            except BaseException:
+                conn.close()  # a half-used connection is not used again
+                self._upstream.conn = None
+                raise
+            if response.will_close:
+                conn.close()
+                self._upstream.conn = None
+            return answer
+        raise AssertionError("unreachable")
 
 
 def _die_with_parent() -> None:
