@@ -27,6 +27,7 @@ import os
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -150,6 +151,16 @@ def map_in_order(fn: Callable[[T], R], items: Iterable[T], at_once: int) -> Iter
         return
     with ThreadPoolExecutor(min(at_once, len(items)), thread_name_prefix="ismip6-partition") as pool:
         yield from pool.map(fn, items)
+
+
+@contextmanager
+def alongside(fn: Callable[[T], R], at_once: int) -> Iterator[Callable[[T], Future[R]]]:
+    """A ``submit(item)`` that starts ``fn(item)`` in a thread (up to `at_once`, at least one)
+    while the caller goes on; leaving waits for what was submitted. For reads that need not hold
+    up the work that produces their items (a commit's metadata read back while the next commit
+    is made: Icechunk lets the GIL go while it writes)."""
+    with ThreadPoolExecutor(max(1, at_once), thread_name_prefix="ismip6-alongside") as pool:
+        yield lambda item: pool.submit(fn, item)
 
 
 _read_pools: dict[int, ThreadPoolExecutor] = {}

@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import dagster as dg
@@ -9,7 +10,7 @@ from ismip6_assets.core.failures import write_failures
 from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.preview import partition_preview, stored_variables
-from ismip6_assets.core.executors import map_in_order, partitions_at_once
+from ismip6_assets.core.executors import alongside, partitions_at_once
 from ismip6_assets.core.reconcile import CommitPlan, replan
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.commits_in_turn import commits_in_turn
@@ -46,20 +47,20 @@ def icechunk_commit(
     one after another, each in its own commit with its own metadata.
     """
     keys = list(file_index)
-    committed: list[Committed] = []
-    try:
-        for i, done in enumerate(commit_all(archive, keys, file_index, virtual_dataset), start=1):
-            committed.append(done)
-            context.log.info(f"[{i}/{len(keys)}] {done.partition}: {done.message or NOTHING_TO_COMMIT}")
-    finally:
-        # What each materialization shows is read back from its commit once the commits are made
-        # (those made before a failed one included), side by side on gs://: the next commit does
-        # not wait on the round trips of the last one's reads.
-        at_once = partitions_at_once(archive.store, archive.source)
-        for done, (metadata, warning) in zip(committed, map_in_order(lambda c: commit_metadata(archive, c), committed, at_once)):
-            if warning:
-                context.log.warning(f"{done.partition}: preview {warning}")
-            context.add_asset_metadata(metadata, partition_key=str(done.partition))
+    # What each materialization shows is read back from its commit while the next ones are made
+    # (those made before a failed one included), several side by side on gs://.
+    read_back: list[tuple[Committed, Future]] = []
+    with alongside(lambda done: commit_metadata(archive, done), partitions_at_once(archive.store, archive.source)) as submit:
+        try:
+            for i, done in enumerate(commit_all(archive, keys, file_index, virtual_dataset), start=1):
+                read_back.append((done, submit(done)))
+                context.log.info(f"[{i}/{len(keys)}] {done.partition}: {done.message or NOTHING_TO_COMMIT}")
+        finally:
+            for done, future in read_back:
+                metadata, warning = future.result()
+                if warning:
+                    context.log.warning(f"{done.partition}: preview {warning}")
+                context.add_asset_metadata(metadata, partition_key=str(done.partition))
     return dg.MaterializeResult()
 
 
