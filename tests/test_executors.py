@@ -104,6 +104,68 @@ def test_dask_cluster_virtualizes_and_a_partition_commits_through_it(rows_and_so
     assert ds["lithk"].shape[0] == 3
 
 
+FORKED_POOL_SCRIPT = """
+import json, os, sys
+from ismip6_assets.core import executors
+
+
+def parent_pid(_):
+    return os.getppid()
+
+
+# First thing, while this process has one thread, as run_worker.execute_run does (pandas' import
+# starts native threads: a fork after it is refused).
+forked = executors.fork_default_pool()
+from ismip6_assets.core.index import list_archive
+from ismip6_assets.core.locations import parse_location
+from ismip6_assets.core.virtualize import virtualize_rows
+
+pool = executors.shared_executor(executors.parse_spec(None))
+source = parse_location(sys.argv[1], "source")
+rows = list_archive(source).rows.to_dict("records")
+through_pool = virtualize_rows(rows, source, executor=pool)
+inline = virtualize_rows(rows, source)
+print(json.dumps({
+    "forked": forked,
+    "start_method": pool._mp_context.get_start_method(),
+    "parents": sorted({os.getpid() == p for p in pool.map(parent_pid, range(8))}),
+    "same": sorted((f.url, f.chunk_refs, sorted(f.dataset.variables)) for f in through_pool.files)
+            == sorted((f.url, f.chunk_refs, sorted(f.dataset.variables)) for f in inline.files),
+    "files": len(through_pool.files),
+}))
+executors.shutdown_shared()
+"""
+
+
+def test_a_pool_forked_first_thing_is_the_default_one_and_virtualizes_alike(archive_dir):
+    """A warm run worker forks its virtualization pool before it starts a thread: the workers are
+    its children, made by fork (no second import of VirtualiZarr), and virtualize as inline."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKED_POOL_SCRIPT, str(archive_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["forked"] and answer["start_method"] == "fork" and answer["parents"] == [True], answer
+    assert answer["same"] and answer["files"] > 0, answer
+
+
+def test_no_pool_is_forked_once_a_thread_runs(monkeypatch):
+    """Forked beside a running thread, a child inherits locks that thread holds: then the default
+    pool is left to start as before (spawned, at its first batch)."""
+    monkeypatch.setattr(executors, "_shared", {})
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert executors.fork_default_pool() is False
+        assert executors._shared == {}
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_partitions_side_by_side_only_when_a_location_is_remote():
     local, remote = parse_location("/tmp/store", "store"), parse_location("gs://bucket/store", "store")
     assert executors.partitions_at_once(local, local) == 1

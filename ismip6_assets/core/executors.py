@@ -16,7 +16,8 @@ Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `Exe
 One executor per process and spec, created on first use and reused by every partition (a fresh
 pool per partition would pay its start-up each time: spawning the workers and importing
 VirtualiZarr in each). A process pool is only started for a batch of `POOL_MIN_FILES` or more; a running one
-is always used.
+is always used. A warm run worker forks the default pool first thing (`fork_default_pool`), so its
+workers import nothing again.
 """
 
 from __future__ import annotations
@@ -112,6 +113,32 @@ def make_executor(spec: ExecutorSpec) -> Executor:
 
 _shared: dict[ExecutorSpec, Executor] = {}
 _lock = threading.Lock()
+
+
+def _threads() -> int:
+    """This process's threads, native ones (Tokio's) included where /proc tells."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def fork_default_pool() -> bool:
+    """Start the default spec's process pool now, by fork: its workers begin with every module this
+    process imported, where spawned ones import VirtualiZarr and its stack again (seconds of CPU
+    each, bench/RESULTS.md). Only safe in a process that has one thread and no Rust runtime yet
+    (a forked child inherits Tokio's and zarr's locks, held by threads it does not have): a warm
+    run worker, first thing (run_worker.py). Elsewhere it does nothing; False then."""
+    if _threads() > 1:
+        return False
+    spec = parse_spec(DEFAULT_SPEC)
+    with _lock:
+        if spec in _shared:
+            return False
+        pool = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork"), initializer=_warm_worker)
+        pool.submit(int)  # a fork pool starts all its workers at its first task, here and now
+        _shared[spec] = pool
+    return True
 
 
 def shared_executor(spec: ExecutorSpec) -> Executor:

@@ -74,8 +74,11 @@ def execute_run(run_id: str, serialized_instance_ref: str) -> None:
     from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import capture_interrupts, setup_interrupt_handlers
 
-    from ismip6_assets.core.executors import shutdown_shared
+    from ismip6_assets.core.executors import fork_default_pool, shutdown_shared
 
+    # Before anything starts a thread: forked from here, the virtualization workers start with the
+    # fork server's imports instead of importing them again (executors.fork_default_pool).
+    fork_default_pool()
     setup_interrupt_handlers()
     try:
         with capture_interrupts(), DagsterInstance.from_ref(deserialize_value(serialized_instance_ref, InstanceRef)) as instance:
