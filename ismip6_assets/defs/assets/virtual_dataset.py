@@ -9,6 +9,7 @@ from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_exper
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.reconcile import rows_to_virtualize, store_diff
 from ismip6_assets.defs.resources import ArchiveResource
+from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import read_partition_state
 from ismip6_assets.core.virtualize import VirtualizationResult, virtualize_rows
 
@@ -45,10 +46,12 @@ def virtual_dataset(
 
     Partitioned per model/experiment so that one bad file or folder never holds back the others.
     """
-    repo = archive.repository()
+    # Every partition's state from one session: each session of its own looked up the branch
+    # again, a round trip on gs://.
+    session = archive.repository().readonly_session(BRANCH)
     todo = {}
     for key, rows in file_index.items():
-        diff = store_diff(PartitionKey.parse(key), rows, read_partition_state(repo, PartitionKey.parse(key)))
+        diff = store_diff(PartitionKey.parse(key), rows, read_partition_state(None, PartitionKey.parse(key), session=session))
         todo[key] = (rows_to_virtualize(rows, diff), len(diff.ok))
     spec = archive.executor_spec
     if sum(len(rows) for rows, _ in todo.values()) >= POOL_MIN_FILES and spec.kind != "serial":
