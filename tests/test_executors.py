@@ -68,6 +68,37 @@ def test_local_executors_match_serial(spec, rows_and_source):
         executor.shutdown()
 
 
+def test_partitions_are_handed_to_the_executor_before_the_last_is_collected(rows_and_source):
+    """`virtualize_partitions`: each partition's files go to the executor before the partition
+    before it is collected (the workers never wait between partitions), and every partition's
+    result is the one `virtualize_rows` gives it alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ismip6_assets.core.virtualize import virtualize_partitions
+
+    rows, source = rows_and_source
+    batches: dict[str, list[dict]] = {}
+    for row in rows:
+        batches.setdefault(row["partition_key"], []).append(row)
+    assert len(batches) >= 3
+    events: list[tuple[str, str]] = []
+
+    class Recording(ThreadPoolExecutor):
+        def map(self, fn, *iterables, **kwargs):
+            events.append(("handed", iterables[0][0]["partition_key"]))
+            return super().map(fn, *iterables, **kwargs)
+
+    with Recording(2) as executor:
+        results = []
+        for key, result in virtualize_partitions(batches.items(), source, executor):
+            events.append(("collected", key))
+            results.append((key, _summary(result)))
+    keys = list(batches)
+    expected = [("handed", keys[0])] + [e for k, after in zip(keys, keys[1:]) for e in (("handed", after), ("collected", k))]
+    assert events == expected + [("collected", keys[-1])]
+    assert results == [(k, _summary(virtualize_rows(batches[k], source))) for k in keys]
+
+
 CALLS: list[str] = []
 _ORIGINAL = virtualize.virtualize_file
 

@@ -1,6 +1,6 @@
 """Where per-file virtualization runs: inline, threads, local processes or a Dask cluster.
 
-Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `ExecutorSpec`) and handed to `virtualize.virtualize_rows` as a plain
+Chosen by ``ISMIP6_EXECUTOR`` (read by the Dagster layer, passed here as an `ExecutorSpec`) and handed to `virtualize.virtualize_rows` / `virtualize_partitions` as a plain
 `concurrent.futures.Executor`, so the library never knows which one it got:
 
 - ``processes[:N]`` (default): local processes. HDF5 parsing holds a process-wide lock, so on local

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import xarray as xr
@@ -24,6 +25,8 @@ from ismip6_assets.core.locations import Location
 from ismip6_assets.core.redact import redact
 from ismip6_assets.core.series_values import series_values
 from ismip6_assets.core.source_reads import OneFileStore, prefetch
+
+K = TypeVar("K")
 
 # Loaded inline (small, and needed to decode/fix); everything else stays a virtual reference.
 COORDINATE_NAMES = ["time", "time_bnds", "time_bounds", "x", "y", "lat", "lon", "lat_bnds", "lon_bnds", "x_bnds", "y_bnds"]
@@ -216,16 +219,44 @@ def virtualize_rows(
     `FailureRecord` saying why.
     """
     rows = list(rows)
-    result = VirtualizationResult()
+    return _collected(rows, _started(rows, source, executor), progress)
+
+
+def virtualize_partitions(
+    batches: Iterable[tuple[K, Iterable[dict]]], source: Location, executor: Executor | None = None
+) -> Iterator[tuple[K, VirtualizationResult]]:
+    """`virtualize_rows` of each (key, rows) batch, yielded in order; through an executor, each
+    batch's files are handed to it (on object storage, their heads fetched) before the last batch's
+    results are collected, so its workers do not wait between partitions for the slowest file of
+    the last one or for the next one's heads."""
+    if executor is None:  # inline: nothing runs ahead
+        for key, rows in batches:
+            yield key, virtualize_rows(rows, source)
+        return
+    started: tuple[K, list[dict], Iterator] | None = None
+    for key, rows in batches:
+        rows = list(rows)
+        following = (key, rows, _started(rows, source, executor))
+        if started is not None:
+            yield started[0], _collected(started[1], started[2])
+        started = following
+    if started is not None:
+        yield started[0], _collected(started[1], started[2])
+
+
+def _started(rows: list[dict], source: Location, executor: Executor | None) -> Iterator[VirtualizedFile | FailureRecord]:
+    """The files' virtualizations, submitted to `executor` now (inline: as they are consumed)."""
     if executor is not None and source.scheme == "file":
-        items = executor.map(virtualize_file, rows, [source] * len(rows))
-    else:
-        reads = [file_store(row, source) for row in rows]
-        prefetch(r for row, r in zip(rows, reads) if int(row["size"]))
-        if executor is None:
-            items = map(virtualize_file, rows, [source] * len(rows), reads)
-        else:
-            items = executor.map(virtualize_with_head, rows, [source] * len(rows), [r.prefetched for r in reads])
+        return executor.map(virtualize_file, rows, [source] * len(rows))
+    reads = [file_store(row, source) for row in rows]
+    prefetch(r for row, r in zip(rows, reads) if int(row["size"]))
+    if executor is None:
+        return map(virtualize_file, rows, [source] * len(rows), reads)
+    return executor.map(virtualize_with_head, rows, [source] * len(rows), [r.prefetched for r in reads])
+
+
+def _collected(rows: list[dict], items: Iterator, progress: Callable | None = None) -> VirtualizationResult:
+    result = VirtualizationResult()
     for i, item in enumerate(items, start=1):
         (result.failures if isinstance(item, FailureRecord) else result.files).append(item)
         if progress:

@@ -4,14 +4,14 @@ import dagster as dg
 import pandas as pd
 
 from ismip6_assets.defs.assets.metadata import failure_table, table, virtual_file_records
-from ismip6_assets.core.executors import POOL_MIN_FILES, executor_for, shared_executor
+from ismip6_assets.core.executors import executor_for
 from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.reconcile import rows_to_virtualize, store_diff
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.store import BRANCH
 from ismip6_assets.core.store_state import read_partition_state
-from ismip6_assets.core.virtualize import VirtualizationResult, virtualize_rows
+from ismip6_assets.core.virtualize import VirtualizationResult, virtualize_partitions
 
 
 def _metadata(result: VirtualizationResult, unchanged: int) -> dict:
@@ -53,14 +53,13 @@ def virtual_dataset(
     for key, rows in file_index.items():
         diff = store_diff(PartitionKey.parse(key), rows, read_partition_state(None, PartitionKey.parse(key), session=session))
         todo[key] = (rows_to_virtualize(rows, diff), len(diff.ok))
-    spec = archive.executor_spec
-    if sum(len(rows) for rows, _ in todo.values()) >= POOL_MIN_FILES and spec.kind != "serial":
-        shared_executor(spec)  # the run's files are many: one pool serves every partition of the run
+    # Inline, a local process pool or a Dask cluster, as ISMIP6_EXECUTOR says (see executors.py);
+    # one pool serves every partition of the run, handed each one's files before the last is done.
+    executor = executor_for(sum(len(rows) for rows, _ in todo.values()), archive.executor_spec)
+    batches = ((key, rows.to_dict("records")) for key, (rows, _) in todo.items())
     values = {}
-    for i, (key, (rows, unchanged)) in enumerate(todo.items(), start=1):
-        # Inline, a local process pool or a Dask cluster, as ISMIP6_EXECUTOR says (see executors.py).
-        result = virtualize_rows(rows.to_dict("records"), archive.source, executor=executor_for(len(rows), spec))
+    for i, (key, result) in enumerate(virtualize_partitions(batches, archive.source, executor), start=1):
         context.log.info(f"[{i}/{len(todo)}] {key}: virtualized {len(result.files)} files, {len(result.failures)} failed")
         values[key] = result
-        context.add_asset_metadata(_metadata(result, unchanged), partition_key=key)
+        context.add_asset_metadata(_metadata(result, todo[key][1]), partition_key=key)
     return dg.Output(values)
