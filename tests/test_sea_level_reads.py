@@ -124,8 +124,13 @@ def test_partitions_read_side_by_side_on_gs_give_what_each_gives_alone_and_never
     pickled = []
     getstate = icechunk.store.IcechunkStore.__getstate__
     monkeypatch.setattr(icechunk.store.IcechunkStore, "__getstate__", lambda self: (pickled.append(1), getstate(self))[1])
+    gcs.requests(clear=True)
     together = refresh_partition_volumes(repo, store, keys, at_once=8)
     assert not pickled
+    # The views' series and coordinates are small chunks kept in their manifests
+    # (store.INLINE_CHUNK_BYTES): no chunk object is fetched after its manifest.
+    chunk_objects = [t for m, t, *_ in gcs.requests(clear=True) if m == "GET" and "/chunks/" in urllib.parse.unquote(t)]
+    assert not chunk_objects, chunk_objects[:5]
     session = repo.readonly_session("main")
     for key in keys:
         alone = partition_volume(session, key, read_partition_state(repo, key))
