@@ -85,8 +85,8 @@ class Fault:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real clients expect
     # A reply goes out as two writes (headers, then body). With Nagle's algorithm on, the body
-    # waits for the client's ACK of the headers, which a client delays up to 40 ms: every GET
-    # with a body took 44 ms with no delay set, a HEAD 1 ms (bench/RESULTS.md, gs:// section).
+    # waits for the client's ACK of the headers, which a client may delay by tens of milliseconds:
+    # every GET with a body paid that on top of the delay set, a HEAD did not (bench/RESULTS.md).
     disable_nagle_algorithm = True
     server: EmulatorProxy
 

@@ -39,9 +39,9 @@ BRANCH = "main"
 # a time makes a partition's commit wait on one after another (bench/HISTORY.md).
 COMMIT_MANIFEST_CONCURRENCY = 32
 # Chunks the pipeline writes (coordinates, the views' time series, the sea-level ensembles) up to
-# this size are kept inside their array's manifest (Icechunk's default: 512 bytes). A series of 87
-# steps was a chunk object of its own: one more PUT at its commit and, for every reader, one more
-# GET after the manifest's (103 GETs, mostly one after another, of the ice volumes' 3.4 s on gs://).
+# this size are kept inside their array's manifest (Icechunk's default: 512 bytes). A series of a
+# file's years was a chunk object of its own: one more PUT at its commit and, for every reader, one
+# more round trip after the manifest's (README, Performance).
 INLINE_CHUNK_BYTES = 16 * 1024
 FAILURES_ATTR = "ismip6_failures"
 # Sub-folders the pipeline keeps beside the repository's own objects inside {STORE}.

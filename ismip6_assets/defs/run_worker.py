@@ -16,7 +16,7 @@ PRELOAD = [
     "dagster", "pandas", "pyarrow.parquet", "xarray", "dask.array", "zarr", "h5py", "virtualizarr", "gcsfs",
     "dagster_gcp", "pyproj", "PIL.Image", "ismip6_assets.defs.run_worker",
     # What a run worker imported after the fork (its instance's SQLite storage, Dagster's run API and
-    # executor, the catalog's and previews' libraries): 0.5 s a run, on each run's critical path.
+    # executor, the catalog's and previews' libraries), on each run's critical path otherwise.
     "dagster._cli.api", "dagster._core.execution.api", "dagster._core.executor.in_process", "dagster._core.instance.factory",
     "dagster._core.storage.sqlite_storage", "alembic", "pystac", "netCDF4", "PIL.PngImagePlugin", "PIL.ImageDraw",
 ]
