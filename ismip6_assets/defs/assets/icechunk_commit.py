@@ -47,8 +47,8 @@ def icechunk_commit(
     one after another, each in its own commit with its own metadata.
     """
     keys = list(file_index)
-    # What each materialization shows is read back from its commit while the next ones are made
-    # (those made before a failed one included), several side by side on gs://.
+    # What each materialization shows is read back from its commit, and its failure log written,
+    # while the next ones are made (those made before a failed one included), several side by side on gs://.
     read_back: list[tuple[Committed, Future]] = []
     with alongside(lambda done: commit_metadata(archive, done), partitions_at_once(archive.store, archive.source)) as submit:
         try:
@@ -77,7 +77,6 @@ class Committed:
     failures: list
     snapshot: str | None
     message: str
-    failures_url: str | None
 
 
 def commit_all(
@@ -107,11 +106,13 @@ def commit_all(
         failures = virtualized[key].failures
         # None: the store already matched the archive (another writer's commit, or an earlier run's).
         plan = plans.get(key) or CommitPlan([], [], failures)
-        yield Committed(partition, file_index[key], plan, failures, snapshot, message, write_failures(archive.store, failures))
+        yield Committed(partition, file_index[key], plan, failures, snapshot, message)
 
 
 def commit_metadata(archive: ArchiveResource, done: Committed) -> tuple[dict, str]:
-    """The metadata a commit's materialization shows, and why its preview failed ("" when it did not)."""
+    """The failure log of a commit's partition, written (beside the commits, not between them), and
+    the metadata its materialization shows, and why its preview failed ("" when it did not)."""
+    failures_url = write_failures(archive.store, done.failures)
     repo, partition, plan, snapshot = archive.repository(), done.partition, done.plan, done.snapshot
     # No commit: another writer did the work (commit_partition's replan), so this run wrote nothing.
     written = [vf.group for vf in plan.write] if snapshot else []
@@ -140,7 +141,7 @@ def commit_metadata(archive: ArchiveResource, done: Committed) -> tuple[dict, st
             "groups_added": group_list(written),
             "groups_deleted": group_list(removed),
             "failure_table": failure_table(plan.failures),
-            **({"failures_log": dg.MetadataValue.path(done.failures_url)} if done.failures_url else {}),
+            **({"failures_log": dg.MetadataValue.path(failures_url)} if failures_url else {}),
             **view_metadata(view),
             "open_with_xarray": snippet(open_code(archive.store, archive.source, partition, view, example)),
             "preview": preview_markdown(preview, preview_error),
