@@ -29,7 +29,7 @@ from ismip6_assets.core.sea_level import FIELDS, METHOD_VERSION, SCALARS, Missin
 from ismip6_assets.core.sea_level import block_fetches, open_view, view_codecs
 from ismip6_assets.core.sea_level_ensemble import scalar_graph, scalar_series
 from ismip6_assets.core.store import BRANCH
-from ismip6_assets.core.store_state import PartitionState, read_partition_state
+from ismip6_assets.core.store_state import PartitionState, read_partition_states
 from ismip6_assets.core.virtualize import one_line
 
 VOLUMES_RELPATH = "derived/volumes"
@@ -150,7 +150,7 @@ def refresh_partition_volumes(
     (`executors.partitions_at_once`). A failed read is returned, not saved: the next refresh reads it again."""
     session = repo.readonly_session(BRANCH)
     partitions = list(partitions)
-    states = dict(zip(partitions, map_in_order(lambda p: read_partition_state(None, p, session=session), partitions, at_once), strict=True))
+    states = read_partition_states(session, partitions, at_once)
     current = saved_volumes(store, states)
     for volume in current.values():
         volume.recomputed = False

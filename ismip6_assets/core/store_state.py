@@ -28,6 +28,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ismip6_assets.core.executors import map_in_order
 from ismip6_assets.core.locations import Location
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.store import BRANCH, FAILURES_ATTR
@@ -115,6 +116,11 @@ def read_partition_state(
     store = (session or repo.readonly_session(branch=branch)).store
     exp = _open_group(store, partition.group)
     return PartitionState() if exp is None else _state_of(partition, exp, store)
+
+
+def read_partition_states(session: icechunk.Session, partitions: list[PartitionKey], at_once: int = 1) -> dict[PartitionKey, PartitionState]:
+    """Each partition's state in `session`, `at_once` read side by side (`executors.partitions_at_once`)."""
+    return dict(zip(partitions, map_in_order(lambda p: read_partition_state(None, p, session=session), partitions, at_once), strict=True))
 
 
 def _read_all(repo: icechunk.Repository, head: str) -> dict[str, tuple[PartitionKey, PartitionState]]:

@@ -4,13 +4,13 @@ import dagster as dg
 import pandas as pd
 
 from ismip6_assets.defs.assets.metadata import failure_table, table, virtual_file_records
-from ismip6_assets.core.executors import executor_for
+from ismip6_assets.core.executors import executor_for, partitions_at_once
 from ismip6_assets.defs.partitions import PARTITION_BACKFILL_POLICY, model_experiment_partitions_def
 from ismip6_assets.core.paths import PartitionKey
 from ismip6_assets.core.reconcile import rows_to_virtualize, store_diff
 from ismip6_assets.defs.resources import ArchiveResource
 from ismip6_assets.core.store import BRANCH
-from ismip6_assets.core.store_state import read_partition_state
+from ismip6_assets.core.store_state import read_partition_states
 from ismip6_assets.core.virtualize import VirtualizationResult, virtualize_partitions
 
 
@@ -46,12 +46,14 @@ def virtual_dataset(
 
     Partitioned per model/experiment so that one bad file or folder never holds back the others.
     """
-    # Every partition's state from one session: each session of its own looked up the branch
-    # again, a round trip on gs://.
-    session = archive.repository().readonly_session(BRANCH)
+    # Every partition's state from one session (each session of its own looked up the branch again,
+    # a round trip on gs://), side by side on gs://.
+    partitions = {key: PartitionKey.parse(key) for key in file_index}
+    states = read_partition_states(archive.repository().readonly_session(BRANCH), list(partitions.values()),
+                                   partitions_at_once(archive.store, archive.source))
     todo = {}
     for key, rows in file_index.items():
-        diff = store_diff(PartitionKey.parse(key), rows, read_partition_state(None, PartitionKey.parse(key), session=session))
+        diff = store_diff(partitions[key], rows, states[partitions[key]])
         todo[key] = (rows_to_virtualize(rows, diff), len(diff.ok))
     # Inline, a local process pool or a Dask cluster, as ISMIP6_EXECUTOR says (see executors.py);
     # one pool serves every partition of the run, handed each one's files before the last is done.
